@@ -1,0 +1,19 @@
+"""mcp-edge: put MCP servers on the internet behind nginx, and keep them there.
+
+    pyinfra inventory.py deploy.py --dry --diff   # preview
+    pyinfra inventory.py deploy.py                # apply
+"""
+
+from pyinfra import host
+
+from tasks.certbot import configure_certbot
+from tasks.nginx import configure_http, configure_site
+from tasks.packages import install_packages
+from tasks.supergateway import configure_gateway
+
+if "ubuntu" in host.groups:
+    install_packages()
+    configure_gateway()
+    configure_http()      # http level + the ACME site, so certbot can validate
+    configure_certbot()
+    configure_site()      # the HTTPS MCP site, once its certificate exists

@@ -1,0 +1,5 @@
+"""Data for every host. Connection details come from the settings file."""
+
+# Every operation runs with sudo; the password (if any) comes from the
+# environment or a file outside the repo, through the inventory.
+_sudo = True

@@ -1,0 +1,9 @@
+"""Inventory from the settings file (MCP_EDGE_SETTINGS, default ./settings.yaml).
+
+The whole file is validated here, before any host is contacted; a bad value
+stops the run with a message naming the file, the key and what was expected.
+"""
+
+from mcpedge.settings import current as _current
+
+globals().update(_current().inventory())

@@ -1,0 +1,1 @@
+"""mcp-edge: deploy MCP gateways (supergateway behind nginx) with pyinfra."""

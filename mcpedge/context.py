@@ -1,0 +1,121 @@
+"""Remote paths and template context, computed from validated settings.
+
+Pure functions: the tasks pass ``host.data`` in, the templates get plain dicts
+out. The ``mcp`` part is what the shared MCP templates (http level, locations,
+stream proxy settings) need, on every target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Remote paths owned by the bundle.
+CONFIG_DIR = "/etc/mcp-edge"
+STATE_DIR = "/var/lib/mcp-edge"
+NGINX_SNIPPET_DIR = "/etc/nginx/snippets/mcp-edge"
+NGINX_MANIFEST = f"{CONFIG_DIR}/nginx-managed.list"
+NGINX_COMMIT = "/usr/local/sbin/mcp-edge-nginx-commit"
+ACCESS_LOG = "/var/log/nginx/mcp-edge-access.json"
+GATEWAY_BIN = "/usr/local/bin/supergateway"
+GATEWAY_PRELOAD = "/usr/local/lib/mcp-edge/listen-loopback.cjs"
+GATEWAY_UNIT = "mcp-edge-gateway@.service"
+GATEWAY_USER = "mcp-gateway"
+ACME_CA_REMOTE = f"{CONFIG_DIR}/acme-ca.pem"
+CERTBOT_DROPIN = "/etc/systemd/system/certbot.service.d/mcp-edge.conf"
+CERTBOT_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx"
+
+# The shared MCP snippets: (template under templates/, file name on the host).
+MCP_SNIPPETS = ("proxy-stream.conf", "mcp-locations.conf", "json-errors.conf",
+                "security-headers.conf", "tls.conf")
+
+
+@dataclass(frozen=True)
+class GatewayInstance:
+    name: str        # systemd instance: sse, http-1, http-2, ...
+    transport: str   # Supergateway --outputTransport
+    port: int
+    args: str        # extra Supergateway arguments
+
+    @property
+    def unit(self) -> str:
+        return f"mcp-edge-gateway@{self.name}.service"
+
+    @property
+    def env_file(self) -> str:
+        return f"{CONFIG_DIR}/gateway-{self.name}.env"
+
+
+def systemd_env_value(value: str) -> str:
+    """Quote a value for a systemd EnvironmentFile (double quotes, escapes)."""
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def gateway_instances(sg: dict) -> list[GatewayInstance]:
+    timeout_ms = sg["session_timeout"] * 1000
+    out = [GatewayInstance("sse", "sse", sg["sse_port"], "--ssePath /sse --messagePath /message")]
+    for n in range(sg["http_instances"]):
+        out.append(GatewayInstance(
+            f"http-{n + 1}", "streamableHttp", sg["http_port"] + n,
+            f"--streamableHttpPath /mcp --stateful --sessionTimeout {timeout_ms}",
+        ))
+    return out
+
+
+def mcp_context(nginx: dict, sse_servers: list[str], http_servers: list[str]) -> dict:
+    """What the shared MCP templates need, whatever the target."""
+    return {
+        "snippet_dir": NGINX_SNIPPET_DIR,
+        "access_log": ACCESS_LOG,
+        "sse_servers": sse_servers,
+        "http_servers": http_servers,
+        "health_upstream": "mcp_edge_http",
+        "stream_timeout": nginx["stream_timeout"],
+        "rate_limit": nginx["rate_limit"],
+        "metrics_allow": nginx["metrics_allow"],
+        "hsts_max_age": nginx["hsts_max_age"],
+    }
+
+
+def commit_context(reload_commands: list[str], nginx_bin: str = "nginx") -> dict:
+    return {
+        "manifest": NGINX_MANIFEST,
+        "state_dir": f"{STATE_DIR}/nginx",
+        "script": NGINX_COMMIT,
+        "nginx": nginx_bin,
+        "reload_commands": reload_commands,
+    }
+
+
+def ubuntu_context(edge: dict, host_info: dict) -> dict:
+    """Template context for an Ubuntu/Debian gateway host."""
+    sg = edge["supergateway"]
+    nginx = edge["nginx"]
+    instances = gateway_instances(sg)
+    env_lines = [f"MCP_STDIO_COMMAND={systemd_env_value(sg['stdio_command'])}",
+                 f"MCP_LOG_LEVEL={sg['log_level']}"]
+    env_lines += [f"{k}={systemd_env_value(v)}" for k, v in sorted(sg["environment"].items())]
+    domain = host_info["domain"]
+    return {
+        "domains": [domain],
+        "cert_name": domain,
+        "nginx": nginx,
+        "acme": edge["acme"],
+        "acme_ca_remote": ACME_CA_REMOTE,
+        "mcp": mcp_context(
+            nginx,
+            sse_servers=[f"127.0.0.1:{i.port}" for i in instances if i.transport == "sse"],
+            http_servers=[f"127.0.0.1:{i.port}" for i in instances if i.transport != "sse"],
+        ),
+        "gw": {
+            "user": GATEWAY_USER,
+            "bin": GATEWAY_BIN,
+            "preload": GATEWAY_PRELOAD,
+            "env_dir": CONFIG_DIR,
+            "working_directory": sg["working_directory"],
+            "version": sg["version"],
+            "env_lines": env_lines,
+            "instances": instances,
+        },
+        "commit": commit_context(["systemctl reload nginx", "systemctl start nginx"]),
+    }

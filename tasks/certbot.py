@@ -1,0 +1,35 @@
+"""TLS certificate from an ACME CA with certbot (webroot), renewed by the distro timer."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+
+from mcpedge.context import ACME_CA_REMOTE, CERTBOT_DROPIN, CERTBOT_HOOK, ubuntu_context
+from mcpedge.operations import certificate
+
+
+@deploy("certbot")
+def configure_certbot():
+    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
+    acme = ctx["acme"]
+    ca_bundle = None
+    if acme["ca_bundle_file"]:
+        ca_bundle = ACME_CA_REMOTE
+        files.put(name="Trust the private ACME CA", src=acme["ca_bundle_file"], dest=ACME_CA_REMOTE,
+                  user="root", group="root", mode="644")
+    dropin = files.template(
+        name="certbot renewals trust the private ACME CA", src="templates/etc/systemd/system/certbot.service.d/mcp-edge.conf.j2",
+        dest=CERTBOT_DROPIN, user="root", group="root", mode="644", **ctx,
+    ) if ca_bundle else files.file(name="No private ACME CA for renewals", path=CERTBOT_DROPIN, present=False)
+    systemd.daemon_reload(name="Reload systemd units (certbot drop-in changed)", _if=dropin.did_change)
+
+    files.template(name="certbot deploy hook: validate and reload nginx",
+                   src="templates/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx.j2",
+                   dest=CERTBOT_HOOK, user="root", group="root", mode="755", **ctx)
+    certificate(
+        name=f"TLS certificate for {', '.join(ctx['domains'])}",
+        cert_name=ctx["cert_name"], domains=ctx["domains"], email=acme["email"],
+        webroot=acme["webroot"], server=acme["server"], ca_bundle=ca_bundle,
+    )
+    # The distribution's timer renews; no second scheduler.
+    systemd.service(name="certbot renewal timer enabled", service="certbot.timer", running=True, enabled=True)

@@ -1,0 +1,110 @@
+"""nginx: main and http-level config, shared MCP snippets, the ACME and MCP sites.
+
+Every managed file is listed in a manifest; after any change the whole tree is
+validated (`nginx -t`) and reloaded by mcp-edge-nginx-commit, which puts the
+last-good files back when validation fails.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import FindFiles
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from mcpedge.context import (
+    MCP_SNIPPETS, NGINX_COMMIT, NGINX_MANIFEST, NGINX_SNIPPET_DIR, STATE_DIR, ubuntu_context,
+)
+from mcpedge.operations import nginx_template
+
+ACME_SITE = "mcp-edge-acme.conf"
+MCP_SITE = "mcp-edge-site.conf"
+# The bundle's namespace: anything here it no longer renders is removed.
+NAMESPACE = [
+    ("/etc/nginx/conf.d", "mcp-edge-*"),
+    ("/etc/nginx/sites-available", "mcp-edge-*"),
+    ("/etc/nginx/sites-enabled", "mcp-edge-*"),
+    (NGINX_SNIPPET_DIR, "*"),
+]
+
+
+def managed_files() -> list[str]:
+    return [
+        "/etc/nginx/nginx.conf",
+        "/etc/nginx/conf.d/mcp-edge-http.conf",
+        *(f"{NGINX_SNIPPET_DIR}/{name}" for name in MCP_SNIPPETS),
+        f"/etc/nginx/sites-available/{ACME_SITE}",
+        f"/etc/nginx/sites-available/{MCP_SITE}",
+        f"/etc/nginx/sites-enabled/{ACME_SITE}",
+        f"/etc/nginx/sites-enabled/{MCP_SITE}",
+        "/etc/nginx/sites-enabled/default",
+    ]
+
+
+def _commit(name, changed):
+    return server.shell(name=name, commands=[f"{NGINX_COMMIT} commit"], _if=any_changed(*changed))
+
+
+def _site(name, ctx):
+    available = nginx_template(
+        name=f"nginx site {name}", src=f"templates/etc/nginx/sites-available/{name}.j2",
+        dest=f"/etc/nginx/sites-available/{name}", **ctx,
+    )
+    enabled = files.link(name=f"Enable nginx site {name}", path=f"/etc/nginx/sites-enabled/{name}",
+                         target=f"/etc/nginx/sites-available/{name}", user="root", group="root")
+    return [available, enabled]
+
+
+@deploy("nginx: http level and ACME site")
+def configure_http():
+    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
+    changed = []
+
+    files.directory(name="nginx state directory", path=f"{STATE_DIR}/nginx", user="root", group="root", mode="700")
+    changed.append(files.template(
+        name="nginx validate-and-reload script", src="templates/usr/local/sbin/mcp-edge-nginx-commit.j2",
+        dest=NGINX_COMMIT, user="root", group="root", mode="755", commit=ctx["commit"],
+    ))
+    files.put(name="List of nginx files the bundle manages", src=_manifest(), dest=NGINX_MANIFEST,
+              user="root", group="root", mode="644")
+    server.shell(name="Keep the distribution's nginx files as last-good (first run only)",
+                 commands=[f"{NGINX_COMMIT} seed"], _if=changed[0].did_change)
+
+    changed.append(nginx_template(name="nginx main config (workers)", src="templates/etc/nginx/nginx.conf.j2",
+                                  dest="/etc/nginx/nginx.conf", **ctx))
+    changed.append(nginx_template(name="nginx http level: JSON log, rate limits, upstreams",
+                                  src="templates/etc/nginx/conf.d/mcp-edge-http.conf.j2",
+                                  dest="/etc/nginx/conf.d/mcp-edge-http.conf", **ctx))
+    files.directory(name="nginx MCP snippet directory", path=NGINX_SNIPPET_DIR, user="root", group="root", mode="755")
+    for snippet in MCP_SNIPPETS:
+        changed.append(nginx_template(name=f"nginx MCP snippet {snippet}",
+                                      src=f"templates/etc/nginx/snippets/mcp-edge/{snippet}.j2",
+                                      dest=f"{NGINX_SNIPPET_DIR}/{snippet}", **ctx))
+    files.directory(name="ACME challenge webroot", path=ctx["acme"]["webroot"], user="root", group="root", mode="755")
+    changed += _site(ACME_SITE, ctx)
+    changed.append(files.link(name="Disable the distribution's default site",
+                              path="/etc/nginx/sites-enabled/default", present=False))
+    changed += _remove_unmanaged()
+
+    systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)
+    _commit("Validate nginx and reload (previous files restored on failure)", changed)
+
+
+@deploy("nginx: MCP site")
+def configure_site():
+    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
+    _commit("Validate nginx and reload the MCP site (previous files restored on failure)", _site(MCP_SITE, ctx))
+
+
+def _manifest():
+    from io import StringIO
+    return StringIO("\n".join(managed_files()) + "\n")
+
+
+def _remove_unmanaged():
+    keep = set(managed_files())
+    ops = []
+    for directory, pattern in NAMESPACE:
+        for path in host.get_fact(FindFiles, path=directory, fname=pattern, maxdepth=1) or []:
+            if path not in keep:
+                ops.append(files.file(name=f"Remove unmanaged nginx file {path}", path=path, present=False))
+    return ops

@@ -1,0 +1,22 @@
+"""python -m tests.bench up [--fresh] | down | status"""
+
+import json
+import sys
+
+from . import down, up
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "status"
+    if cmd == "up":
+        print(json.dumps(up(fresh="--fresh" in argv), indent=2))
+    elif cmd == "down":
+        down()
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,452 @@
+"""Tests of mcpedge.settings: the example loads, bad input is named precisely."""
+
+import copy
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcpedge import settings
+from mcpedge.settings import Secret, SettingsError, load
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "settings.example.yaml"
+UNSET = "MCP_EDGE_TEST_NOT_SET"
+DELETE = object()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A clean HOME with the default SSH key, the sudo env var set, cwd = tmp_path."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("not really a key\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MCP_EDGE_SUDO_PASSWORD", "s3cret-pw")
+    monkeypatch.delenv(UNSET, raising=False)
+    monkeypatch.delenv(settings.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings, "_current", None)
+    return tmp_path
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def _tokens(dotted: str) -> list:
+    return [int(t[1:-1]) if t.startswith("[") else t for t in re.findall(r"\[\d+\]|[^.\[\]]+", dotted)]
+
+
+def deep_set(data, dotted: str, value):
+    *parents, last = _tokens(dotted)
+    node = data
+    for token in parents:
+        node = node[token]
+    if value is DELETE:
+        del node[last]
+    elif isinstance(node, list) and last == len(node):
+        node.append(value)
+    else:
+        node[last] = value
+
+
+def write(data, name="settings.yaml") -> str:
+    Path(name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return name
+
+
+def load_mutated(*mutations) -> settings.Settings:
+    data = example()
+    for dotted, value in mutations:
+        deep_set(data, dotted, value)
+    return load(write(data))
+
+
+SECOND_HOST = {"name": "gw2", "group": "ubuntu", "address": "203.0.113.11", "domain": "mcp2.example.com"}
+
+BAD = [
+    # (id, mutations, regex the message must contain; "settings.yaml: " is prepended)
+    ("unknown key", [("ubuntu.nginx.wrker_processes", 2)],
+     r"ubuntu\.nginx\.wrker_processes: unknown key \(known: worker_processes, .*did you mean 'worker_processes'"),
+    ("unknown top-level section", [("ubutnu", {})],
+     r"ubutnu: unknown top-level section \(known: ssh, hosts, ubuntu\); did you mean 'ubuntu'"),
+    ("unknown host key", [("hosts[0].domian", "x.example.com")], r"hosts\[0\]\.domian: unknown key \(known: name, group"),
+    ("wrong type for port", [("ssh.port", "twenty")],
+     r"ssh\.port: expected a port number between 1 and 65535, got 'twenty'"),
+    ("port out of range", [("ssh.port", 70000)], r"ssh\.port: expected a port number between 1 and 65535, got 70000"),
+    ("per-host port out of range", [("hosts[0].port", 0)], r"hosts\[0\]\.port: expected a port number .*got 0"),
+    ("two services on one port", [("ubuntu.supergateway.http_port", 8001)],
+     r"ubuntu\.supergateway\.http_port: port 8001 of Streamable HTTP instance 1 of 1 .* already used by the SSE instance"),
+    ("http instances overlap sse", [("ubuntu.supergateway.http_port", 7999), ("ubuntu.supergateway.http_instances", 3)],
+     r"ubuntu\.supergateway\.http_port: port 8001 of Streamable HTTP instance 3 of 3 .*already used by the SSE"),
+    ("service on nginx port", [("ubuntu.supergateway.sse_port", 443)],
+     r"ubuntu\.supergateway\.sse_port: port 443 of the SSE instance .*already used by nginx \(HTTPS\)"),
+    ("http ports past 65535", [("ubuntu.supergateway.http_port", 65535), ("ubuntu.supergateway.http_instances", 2)],
+     r"ubuntu\.supergateway\.http_instances: ports 65535\.\.65536 .*exceed 65535"),
+    ("invalid domain", [("hosts[0].domain", "mcp_gw.example.com")],
+     r"hosts\[0\]\.domain: expected a DNS name like 'mcp\.example\.com'.*got 'mcp_gw\.example\.com'"),
+    ("domain without dot", [("hosts[0].domain", "localhost")], r"hosts\[0\]\.domain: expected a DNS name.*got 'localhost'"),
+    ("domain with trailing dot", [("hosts[0].domain", "mcp.example.com.")], r"hosts\[0\]\.domain: expected a DNS name"),
+    ("duplicate domains", [("hosts[1]", dict(SECOND_HOST, domain="MCP.example.com"))],
+     r"hosts\[1\]\.domain: duplicate domain 'mcp\.example\.com' \(also hosts\[0\]\.domain\)"),
+    ("missing domain on ubuntu host", [("hosts[0].domain", DELETE)],
+     r"hosts\[0\]\.domain: missing: hosts in group 'ubuntu' need a domain"),
+    ("invalid address", [("hosts[0].address", "gw 1!")], r"hosts\[0\]\.address: expected an IP address or a DNS name, got 'gw 1!'"),
+    ("missing host name", [("hosts[0].name", DELETE)], r"hosts\[0\]\.name: missing required key \(unique name used by pyinfra"),
+    ("duplicate host names", [("hosts[1]", dict(SECOND_HOST, name="gw1"))],
+     r"hosts\[1\]\.name: duplicate host name 'gw1' \(also hosts\[0\]\.name\)"),
+    ("host not a mapping", [("hosts[0]", "gw1")], r"hosts\[0\]: expected a mapping, got 'gw1'"),
+    ("no hosts", [("hosts", [])], r"hosts: expected a non-empty list of hosts, got an empty list"),
+    ("hosts section missing", [("hosts", DELETE)], r"hosts: missing required section"),
+    ("unknown group", [("hosts[0].group", "windows")],
+     r"hosts\[0\]\.group: unknown group 'windows' \(known groups: ubuntu, synology\)"),
+    ("synology without a schema", [("hosts[0].group", "synology")],
+     r"hosts\[0\]\.group: the synology group is not supported yet"),
+    ("synology section without a schema", [("synology", {})], r"synology: the synology group is not supported yet"),
+    ("missing secret env var", [("ssh.sudo_password_env", UNSET)],
+     rf"ssh\.sudo_password_env: environment variable {UNSET} is not set \(named by ssh\.sudo_password_env\)"),
+    ("lowercase sudo env name", [("ssh.sudo_password_env", "sudo_pw")],
+     r"ssh\.sudo_password_env: expected an environment variable name matching"),
+    ("both sudo env and file", [("ssh.sudo_password_file", "sudo-pw")],
+     r"ssh\.sudo_password_file: give either ssh\.sudo_password_env or ssh\.sudo_password_file, not both"),
+    ("sudo password file missing", [("ssh.sudo_password_env", None), ("ssh.sudo_password_file", "nope/pw")],
+     r"ssh\.sudo_password_file: file '.*/nope/pw' \(from 'nope/pw'\) does not exist"),
+    ("per-host secret env var missing", [("hosts[0].sudo_password_env", UNSET)],
+     rf"hosts\[0\]\.sudo_password_env: environment variable {UNSET} is not set \(named by hosts\[0\]\.sudo_password_env\)"),
+    ("ssh key file missing", [("ssh.key_file", "~/.ssh/id_missing")],
+     r"ssh\.key_file: file '.*/home/\.ssh/id_missing' \(from '~/\.ssh/id_missing'\) does not exist \(null: use only"),
+    ("relative path where absolute needed", [("ubuntu.acme.webroot", "var/www/acme")],
+     r"ubuntu\.acme\.webroot: expected an absolute path starting with '/', got 'var/www/acme'"),
+    ("rate 10r/x", [("ubuntu.nginx.rate_limit.per_ip", "10r/x")],
+     r"ubuntu\.nginx\.rate_limit\.per_ip: expected a rate like '10r/s' or '600r/m', got '10r/x'"),
+    ("timeout forever", [("ubuntu.nginx.stream_timeout", "forever")],
+     r"ubuntu\.nginx\.stream_timeout: expected a duration like '30s', '5m', '24h' or '7d'.*got 'forever'"),
+    ("duration without unit as string", [("ubuntu.supergateway.session_timeout", "30")],
+     r"ubuntu\.supergateway\.session_timeout: expected a duration .*got '30'"),
+    ("invalid email", [("ubuntu.acme.email", "ops.example.com")],
+     r"ubuntu\.acme\.email: expected an email address like 'ops@example\.com', got 'ops\.example\.com'"),
+    ("missing email", [("ubuntu.acme.email", DELETE)], r"ubuntu\.acme\.email: missing required key \(registration"),
+    ("http ACME server", [("ubuntu.acme.server", "http://acme.internal/directory")],
+     r"ubuntu\.acme\.server: ACME server must be https, got 'http://acme\.internal/directory'"),
+    ("ACME server not a URL", [("ubuntu.acme.server", "zerossl")],
+     r"ubuntu\.acme\.server: expected 'letsencrypt', 'letsencrypt-staging' or an https:// ACME directory URL, got 'zerossl'"),
+    ("ca_bundle_file missing", [("ubuntu.acme.ca_bundle_file", "ca/root.pem")],
+     r"ubuntu\.acme\.ca_bundle_file: file '.*/ca/root\.pem' \(from 'ca/root\.pem'\) does not exist"),
+    ("nodesource_major 18 with supergateway 4", [("ubuntu.supergateway.node_source", "nodesource"),
+                                                 ("ubuntu.supergateway.nodesource_major", 18)],
+     r"ubuntu\.supergateway\.nodesource_major: supergateway 4\.0\.0 \(ubuntu\.supergateway\.version\) needs Node >= 20, "
+     r"but ubuntu\.supergateway\.nodesource_major is 18"),
+    ("metrics_allow entry not a CIDR", [("ubuntu.nginx.metrics_allow[1]", "10.0.0.0/33")],
+     r"ubuntu\.nginx\.metrics_allow\[1\]: expected an IP network like '10\.0\.0\.0/8'.*got '10\.0\.0\.0/33'"),
+    ("metrics_allow not a list", [("ubuntu.nginx.metrics_allow", "127.0.0.1")],
+     r"ubuntu\.nginx\.metrics_allow: expected a list, each entry an IP network like .*got '127\.0\.0\.1'"),
+    ("negative instances", [("ubuntu.supergateway.http_instances", -1)],
+     r"ubuntu\.supergateway\.http_instances: expected an integer between 1 and 64, got -1"),
+    ("negative hsts", [("ubuntu.nginx.hsts_max_age", -1)], r"ubuntu\.nginx\.hsts_max_age: expected an integer >= 0, got -1"),
+    ("bool where int expected", [("ubuntu.nginx.worker_connections", True)],
+     r"ubuntu\.nginx\.worker_connections: expected an integer >= 1, got true"),
+    ("unquoted yes for an enum", [("ssh.strict_host_key_checking", True)],
+     r"ssh\.strict_host_key_checking: expected one of 'yes', 'accept-new', 'no', got true \(YAML reads unquoted yes"),
+    ("enum value unknown", [("ubuntu.supergateway.log_level", "verbose")],
+     r"ubuntu\.supergateway\.log_level: expected one of 'debug', 'info', 'none', got 'verbose'"),
+    ("worker_processes zero", [("ubuntu.nginx.worker_processes", 0)],
+     r"ubuntu\.nginx\.worker_processes: expected 'auto' or an integer >= 1, got 0"),
+    ("version not X.Y.Z", [("ubuntu.supergateway.version", "4.0")],
+     r"ubuntu\.supergateway\.version: expected an exact version X\.Y\.Z like '4\.0\.0', got '4\.0'"),
+    ("version as YAML float", [("ubuntu.supergateway.version", 4.0)], r"ubuntu\.supergateway\.version: .*got 4\.0"),
+    ("env var name lowercase", [("ubuntu.supergateway.environment", {"api_token": "x"})],
+     r"ubuntu\.supergateway\.environment\.api_token: invalid environment variable name 'api_token'"),
+    ("env value not a string", [("ubuntu.supergateway.environment", {"PORT": 3000})],
+     r"ubuntu\.supergateway\.environment\.PORT: expected a string value .*got 3000"),
+    ("env reference not set", [("ubuntu.supergateway.environment", {"API_TOKEN": f"env:{UNSET}"})],
+     rf"ubuntu\.supergateway\.environment\.API_TOKEN: environment variable {UNSET} is not set "
+     r"\(named by ubuntu\.supergateway\.environment\.API_TOKEN\)"),
+    ("body size", [("ubuntu.nginx.client_max_body_size", "4 MB")],
+     r"ubuntu\.nginx\.client_max_body_size: expected a size like '512k', '4m' or '1g'.*got '4 MB'"),
+    ("empty string", [("ubuntu.supergateway.stdio_command", "  ")],
+     r"ubuntu\.supergateway\.stdio_command: expected a non-empty string, got '  '"),
+    ("section not a mapping", [("ubuntu.nginx", "fast")], r"ubuntu\.nginx: expected a mapping, got 'fast'"),
+    ("user not a string", [("ssh.user", ["a", "b"])], r"ssh\.user: expected a user name without spaces, got a list"),
+]
+
+
+@pytest.mark.parametrize("mutations, pattern", [(m, p) for _, m, p in BAD], ids=[i for i, _, _ in BAD])
+def test_bad_settings_are_named(env, mutations, pattern):
+    Path("sudo-pw").write_text("pw\n")
+    with pytest.raises(SettingsError, match=r"(^|\n)settings\.yaml: " + pattern) as exc:
+        load_mutated(*mutations)
+    # every line names the file and a key
+    for line in str(exc.value).splitlines():
+        assert re.match(r"settings\.yaml: [\w\[\].]+: ", line), line
+
+
+def test_bad_table_is_big_and_distinct():
+    assert len(BAD) >= 25
+    assert len({i for i, _, _ in BAD}) == len(BAD)
+
+
+# --- the example and the defaults ---------------------------------------------------------
+
+
+def test_example_loads_with_defaults(env):
+    s = load(str(EXAMPLE))
+    assert s.path == str(EXAMPLE)
+    assert s.raw["hosts"][0]["name"] == "gw1"
+    [host] = s.hosts
+    assert (host.name, host.group, host.address, host.domain) == ("gw1", "ubuntu", "203.0.113.10", "mcp.example.com")
+    assert host.sudo_password == "s3cret-pw" and isinstance(host.sudo_password, Secret)
+    assert host.ssh["key_file"] == str(env / "home" / ".ssh" / "id_ed25519")
+    ubuntu = s.group("ubuntu")
+    assert ubuntu["nginx"]["stream_timeout"] == 86400
+    assert ubuntu["supergateway"]["session_timeout"] == 1800
+    assert ubuntu["nginx"]["rate_limit"]["per_ip"] == "20r/s"
+    assert ubuntu["nginx"]["worker_processes"] == "auto"
+    assert ubuntu["acme"]["server"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert ubuntu["acme"]["ca_bundle_file"] is None
+    assert ubuntu["nginx"]["metrics_allow"] == ["127.0.0.1/32", "::1/128"]
+
+
+def test_example_shows_the_defaults():
+    """settings.example.yaml is the contract: each key it shows has that default."""
+    data = example()
+    chosen = {"ssh.sudo_password_env", "ubuntu.acme.email"}  # no default / an example value
+    seen = 0
+    for dotted, spec in settings.iter_fields():
+        if dotted.startswith("hosts[]") or dotted in chosen:
+            continue
+        node = data
+        for token in dotted.split("."):
+            node = node.get(token, DELETE) if isinstance(node, dict) else DELETE
+        if node is DELETE:
+            assert dotted == "ssh.sudo_password_file"  # shown commented out
+            continue
+        assert node == spec.default, dotted
+        assert spec.doc, dotted
+        seen += 1
+    assert seen > 30
+    assert settings.DEFAULTS["ubuntu"]["nginx"]["stream_timeout"] == "24h"
+
+
+def test_minimal_file_gets_every_default(env):
+    write({"hosts": [SECOND_HOST], "ubuntu": {"acme": {"email": "ops@example.org"}}, "ssh": {"key_file": None}})
+    s = load("settings.yaml")
+    assert s.group("ubuntu")["nginx"]["stream_timeout"] == 86400
+    assert s.group("ubuntu")["supergateway"]["http_instances"] == 1
+    host = s.hosts[0]
+    assert host.sudo_password is None
+    data = s.inventory()["ubuntu"][0][1]
+    assert "_sudo_password" not in data and "ssh_key" not in data
+    assert data["ssh_user"] == "deploy" and data["ssh_port"] == 22
+
+
+def test_normalization(env, monkeypatch):
+    monkeypatch.setenv("GATEWAY_TOKEN", "tok-123")
+    (env / "ca.pem").write_text("PEM\n")
+    s = load_mutated(
+        ("hosts[0].domain", "MCP.Example.COM"),
+        ("ubuntu.nginx.metrics_allow", ["10.1.2.3", "10.0.0.5/8", "2001:db8::1"]),
+        ("ubuntu.nginx.stream_timeout", 600),
+        ("ubuntu.supergateway.session_timeout", "7d"),
+        ("ubuntu.acme.server", "letsencrypt-staging"),
+        ("ubuntu.acme.ca_bundle_file", "ca.pem"),
+        ("ubuntu.acme.webroot", "/var/www//acme/"),
+        ("ubuntu.supergateway.environment", {"TOKEN": "env:GATEWAY_TOKEN", "MODE": "fast"}),
+        ("ubuntu.supergateway.node_source", "nodesource"),
+        ("ubuntu.supergateway.nodesource_major", 22),
+    )
+    u = s.group("ubuntu")
+    assert s.hosts[0].domain == "mcp.example.com"
+    assert u["nginx"]["metrics_allow"] == ["10.1.2.3/32", "10.0.0.0/8", "2001:db8::1/128"]
+    assert u["nginx"]["stream_timeout"] == 600
+    assert u["supergateway"]["session_timeout"] == 7 * 86400
+    assert u["acme"]["server"] == "https://acme-staging-v02.api.letsencrypt.org/directory"
+    assert u["acme"]["ca_bundle_file"] == str(env / "ca.pem")
+    assert u["acme"]["webroot"] == "/var/www/acme"
+    env_map = u["supergateway"]["environment"]
+    assert env_map == {"TOKEN": "tok-123", "MODE": "fast"}
+    assert isinstance(env_map["TOKEN"], Secret) and not isinstance(env_map["MODE"], Secret)
+    assert "tok-123" not in repr(u)
+
+
+def test_per_host_ssh_overrides_and_inventory(env):
+    (env / "pw2").write_text("file-pw\n")
+    s = load_mutated(
+        ("hosts[1]", dict(SECOND_HOST, port=2222, user="admin", sudo_password_file="pw2",
+                          strict_host_key_checking="accept-new", file_transfer="scp")),
+    )
+    inv = s.inventory()
+    assert set(inv) == {"ubuntu", "synology"} and inv["synology"] == []
+    (n1, d1), (n2, d2) = inv["ubuntu"]
+    assert (n1, d1["ssh_port"], d1["ssh_user"], d1["_sudo_password"]) == ("gw1", 22, "deploy", "s3cret-pw")
+    assert (n2, d2["ssh_port"], d2["ssh_user"], d2["_sudo_password"]) == ("gw2", 2222, "admin", "file-pw")
+    assert d2["ssh_strict_host_key_checking"] == "accept-new" and d2["ssh_file_transfer_protocol"] == "scp"
+    assert d2["ssh_hostname"] == "203.0.113.11"
+    assert d2["ssh_key"] == str(env / "home" / ".ssh" / "id_ed25519")
+    assert d2["ssh_known_hosts_file"] == str(env / "home" / ".ssh" / "known_hosts")
+    assert d2["mcp_edge_host"] == {"name": "gw2", "group": "ubuntu", "domain": "mcp2.example.com"}
+    assert type(d2["mcp_edge_host"]) is dict
+    # the host's file replaced the top-level env source
+    assert s.host("gw2").ssh["sudo_password_env"] is None
+    assert s.host("gw2").ssh["sudo_password_file"] == str(env / "pw2")
+
+
+def test_passwordless_sudo_with_null(env, monkeypatch):
+    monkeypatch.delenv("MCP_EDGE_SUDO_PASSWORD")
+    s = load_mutated(("ssh.sudo_password_env", None))
+    assert s.hosts[0].sudo_password is None
+
+
+def test_empty_secret_env_is_an_error(env, monkeypatch):
+    monkeypatch.setenv("MCP_EDGE_SUDO_PASSWORD", "")
+    with pytest.raises(SettingsError, match=r"settings\.yaml: ssh\.sudo_password_env: environment variable "
+                                            r"MCP_EDGE_SUDO_PASSWORD is empty"):
+        load_mutated()
+
+
+def test_all_problems_are_reported_together(env):
+    with pytest.raises(SettingsError) as exc:
+        load_mutated(("ssh.port", 0), ("ubuntu.nginx.rate_limit.per_ip", "10r/x"), ("hosts[0].group", "windows"))
+    assert len(exc.value.problems) == 3
+    assert str(exc.value) == "\n".join(exc.value.problems)
+    assert isinstance(exc.value, ValueError)
+
+
+def test_broken_default_is_marked_as_default(env):
+    os.remove(env / "home" / ".ssh" / "id_ed25519")
+    with pytest.raises(SettingsError, match=r"settings\.yaml: ssh\.key_file: file .* does not exist .*"
+                                            r"\(the default value of ssh\.key_file\)"):
+        load_mutated(("ssh.key_file", DELETE))
+
+
+# --- file-level errors -------------------------------------------------------------------------
+
+
+def test_yaml_syntax_error_names_the_line(env):
+    Path("settings.yaml").write_text("ssh:\n  user: deploy\n  port: [22\nhosts: []\n")
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: line \d+, column \d+: invalid YAML: "):
+        load("settings.yaml")
+
+
+def test_yaml_duplicate_key(env):
+    Path("settings.yaml").write_text("ssh:\n  port: 22\n  port: 2222\n")
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: line 3, column 3: invalid YAML: duplicate key 'port' "
+                                            r"\(first given on line 2\)"):
+        load("settings.yaml")
+
+
+def test_top_level_list(env):
+    Path("settings.yaml").write_text("- ssh\n- hosts\n")
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: expected a mapping of sections \(ssh, hosts, ubuntu\) "
+                                            r"at the top level, got a list"):
+        load("settings.yaml")
+
+
+def test_empty_file(env):
+    Path("settings.yaml").write_text("# nothing\n")
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: the file is empty"):
+        load("settings.yaml")
+
+
+def test_missing_file(env):
+    with pytest.raises(SettingsError, match=r"^nope\.yaml: file not found"):
+        load("nope.yaml")
+
+
+def test_local_paths_are_relative_to_the_settings_file(env, monkeypatch):
+    sub = env / "conf"
+    sub.mkdir()
+    (sub / "ca.pem").write_text("PEM\n")
+    data = example()
+    data["ubuntu"]["acme"]["ca_bundle_file"] = "ca.pem"
+    (sub / "settings.yaml").write_text(yaml.safe_dump(data))
+    s = load(sub / "settings.yaml")
+    assert s.group("ubuntu")["acme"]["ca_bundle_file"] == str(sub / "ca.pem")
+    assert s.path == str(sub / "settings.yaml")
+
+
+# --- current() / use() ------------------------------------------------------------------------
+
+
+def test_use_and_current(env, monkeypatch):
+    write(example(), "other.yaml")
+    monkeypatch.setenv(settings.ENV_VAR, "other.yaml")
+    s = settings.current()
+    assert s.path == "other.yaml" and settings.current() is s
+    write(example(), "settings.yaml")
+    t = settings.use("settings.yaml")
+    assert settings.current() is t and t is not s
+
+
+def test_current_defaults_to_settings_yaml(env):
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: file not found"):
+        settings.current()
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def test_secret_repr_is_masked():
+    secret = Secret("hunter2")
+    assert repr(secret) == "<secret>"
+    assert str(secret) == "hunter2" and secret == "hunter2" and f"{secret}" == "hunter2"
+    assert secret.upper() == "HUNTER2"
+    assert "hunter2" not in repr({"pw": secret}) and "hunter2" not in repr([secret])
+    assert repr(copy.deepcopy(secret)) == "<secret>"
+
+
+def test_host_repr_does_not_leak_the_sudo_password(env):
+    s = load(str(EXAMPLE))
+    assert "s3cret-pw" not in repr(s.hosts) and "s3cret-pw" not in repr(s.inventory())
+    assert s.inventory()["ubuntu"][0][1]["_sudo_password"] == "s3cret-pw"
+
+
+# --- extensibility ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Undo register_section() after the test."""
+    for name in ("synology", "control"):
+        for table in (settings.GROUP_SCHEMAS, settings.OTHER_SECTIONS, settings.SECTION_CHECKS, settings.DEFAULTS):
+            monkeypatch.setitem(table, name, None)
+            monkeypatch.delitem(table, name)
+
+
+def test_registered_group_and_section(env, registry):
+    settings.register_section(
+        "synology",
+        {"container": {"enabled": settings.Field(settings.Bool(), True, "run the gateway container")}},
+        group=True,
+    )
+    settings.register_section(
+        "control", {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
+    )
+    s = load_mutated(("hosts[1]", {"name": "nas", "group": "synology", "address": "nas.lan"}),
+                     ("synology", {"container": {"enabled": False}}))
+    assert s.group("synology") == {"container": {"enabled": False}}
+    assert s.section("control") == {"parallel": 5}
+    assert [n for n, _ in s.inventory()["synology"]] == ["nas"]
+    assert settings.DEFAULTS["synology"] == {"container": {"enabled": True}}
+    assert ("control.parallel", settings.OTHER_SECTIONS["control"]["parallel"]) in list(settings.iter_fields())
+
+
+def test_bool_given_as_yes_string(env, registry):
+    settings.register_section(
+        "synology", {"container": {"enabled": settings.Field(settings.Bool(), True, "run it")}}, group=True
+    )
+    with pytest.raises(SettingsError, match=r"settings\.yaml: synology\.container\.enabled: expected true or false "
+                                            r"\(an unquoted YAML boolean\), got 'yes'"):
+        load_mutated(("synology", {"container": {"enabled": "yes"}}))
+
+
+def test_group_without_schema_is_a_key_error(env):
+    s = load(str(EXAMPLE))
+    with pytest.raises(KeyError, match="synology"):
+        s.group("synology")
+
+
+def test_min_node_major():
+    assert settings.min_node_major("4.0.0") == 20
+    assert settings.min_node_major("3.4.0") is None
