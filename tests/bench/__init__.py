@@ -34,14 +34,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".sandbox"
 IMAGES = Path(__file__).resolve().parent / "images"
-NETWORK = "mcp-edge-bench"
-ACME_CONTAINER = "mcp-edge-acme"
+# Several benches can run side by side (one per checkout): slot N gets its own
+# container names, network, loopback addresses, ports and domains.
+SLOT = int(os.environ.get("MCP_EDGE_BENCH_SLOT", "0"))
+_SUFFIX = f"-s{SLOT}" if SLOT else ""
+_DOMAIN_SUFFIX = f"s{SLOT}.sandbox.test" if SLOT else "sandbox.test"
+NETWORK = f"mcp-edge-bench{_SUFFIX}"
+ACME_CONTAINER = f"mcp-edge-acme{_SUFFIX}"
 ACME_ALIAS = "acme.bench"
 ACME_DIRECTORY = f"https://{ACME_ALIAS}:14000/dir"
+ACME_PORT, ACME_MGMT_PORT, DNS_MGMT_PORT = 14000 + SLOT, 15000 + SLOT, 8055 + SLOT
 DEBIAN_MIRROR = os.environ.get("MCP_EDGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "trixie"
-HOSTS_BEGIN = "# BEGIN mcp-edge sandbox"
-HOSTS_END = "# END mcp-edge sandbox"
+HOSTS_BEGIN = f"# BEGIN mcp-edge sandbox{_SUFFIX}"
+HOSTS_END = f"# END mcp-edge sandbox{_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,8 @@ class Target:
 
 
 TARGETS = {
-    "ubuntu": Target("ubuntu", "gw1", "mcp-edge-gw1", 2222, "127.0.0.2", "mcp.sandbox.test", "target"),
+    "ubuntu": Target("ubuntu", "gw1", f"mcp-edge-gw1{_SUFFIX}", 2222 + 10 * SLOT, f"127.0.{SLOT}.2",
+                     f"mcp.{_DOMAIN_SUFFIX}", "target"),
 }
 
 
@@ -144,12 +151,30 @@ def built_image(name: str) -> str:
 
 
 def container_image(container: str) -> str | None:
+    """The image of a running container, or None."""
     out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}} {{.State.Running}}", container],
                          capture_output=True, text=True)
     if out.returncode != 0:
         return None
     image, running = out.stdout.split()
     return image if running == "true" else None
+
+
+def bench_id() -> str:
+    """Identifies this checkout's bench state (its keys and CA): a container
+    started for another checkout is replaced, not reused."""
+    parts = [str(STATE).encode()]
+    for name in ("ca/ca.pem", "ssh/id_ed25519.pub"):
+        path = STATE / name
+        parts.append(path.read_bytes() if path.exists() else b"")
+    return _digest(*parts)
+
+
+def container_current(container: str, image: str) -> bool:
+    if container_image(container) != image:
+        return False
+    label = run("docker", "inspect", "-f", '{{index .Config.Labels "mcp-edge.bench-id"}}', container, check=False)
+    return label.strip() == bench_id()
 
 
 def container_ip(container: str) -> str:
@@ -236,24 +261,25 @@ def _wait(what: str, check, timeout: float = 60.0, interval: float = 0.5):
 
 def start_acme() -> None:
     image = built_image("acme")
-    if container_image(ACME_CONTAINER) == image:
+    if container_current(ACME_CONTAINER, image):
         return
     subprocess.run(["docker", "rm", "-f", ACME_CONTAINER], capture_output=True)
     log("starting Pebble")
     run("docker", "run", "-d", "--name", ACME_CONTAINER, "--network", NETWORK,
-        "--network-alias", ACME_ALIAS, "--label", "mcp-edge.bench=acme",
-        "-p", "127.0.0.1:14000:14000", "-p", "127.0.0.1:15000:15000", "-p", "127.0.0.1:8055:8055",
+        "--network-alias", ACME_ALIAS, "--label", "mcp-edge.bench=acme", "--label", f"mcp-edge.bench-id={bench_id()}",
+        "-p", f"127.0.0.1:{ACME_PORT}:14000", "-p", f"127.0.0.1:{ACME_MGMT_PORT}:15000",
+        "-p", f"127.0.0.1:{DNS_MGMT_PORT}:8055",
         "-v", f"{STATE / 'pebble.json'}:/etc/pebble/pebble.json:ro",
         "-v", f"{STATE / 'ca'}:/etc/pebble/tls:ro", image)
     ctx = ssl.create_default_context(cafile=str(STATE / "ca" / "ca.pem"))
     _wait("Pebble directory", lambda: urllib.request.urlopen(
-        "https://localhost:14000/dir", context=ctx, timeout=2).status == 200)
+        f"https://localhost:{ACME_PORT}/dir", context=ctx, timeout=2).status == 200)
 
 
 def pebble_roots() -> Path:
     """Pebble makes a new root on every start: fetch the one in force now."""
     ctx = ssl.create_default_context(cafile=str(STATE / "ca" / "ca.pem"))
-    pem = urllib.request.urlopen("https://localhost:15000/roots/0", context=ctx, timeout=5).read()
+    pem = urllib.request.urlopen(f"https://localhost:{ACME_MGMT_PORT}/roots/0", context=ctx, timeout=5).read()
     out = STATE / "pebble-root.pem"
     out.write_bytes(pem)
     return out
@@ -261,7 +287,7 @@ def pebble_roots() -> Path:
 
 def register_dns(domain: str, ip: str) -> None:
     body = json.dumps({"host": domain, "addresses": [ip]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:8055/add-a", data=body, method="POST")
+    req = urllib.request.Request(f"http://127.0.0.1:{DNS_MGMT_PORT}/add-a", data=body, method="POST")
     _wait("challtestsrv", lambda: urllib.request.urlopen(req, timeout=2).status == 200, timeout=30)
 
 
@@ -272,12 +298,12 @@ def _ssh_banner(port: int) -> bool:
 
 def start_target(t: Target, fresh: bool = False) -> None:
     image = built_image(t.image)
-    if not fresh and container_image(t.container) == image:
+    if not fresh and container_current(t.container, image):
         return
     subprocess.run(["docker", "rm", "-f", t.container], capture_output=True)
     log(f"starting {t.container} (bare {SUITE}, systemd)")
     run("docker", "run", "-d", "--name", t.container, "--hostname", t.name, "--network", NETWORK,
-        "--label", "mcp-edge.bench=target", *SYSTEMD_RUN,
+        "--label", "mcp-edge.bench=target", "--label", f"mcp-edge.bench-id={bench_id()}", *SYSTEMD_RUN,
         "-p", f"127.0.0.1:{t.ssh_port}:22", "-p", f"{t.public_ip}:80:80", "-p", f"{t.public_ip}:443:443",
         image)
     _wait(f"systemd in {t.container}", lambda: subprocess.run(
@@ -331,7 +357,7 @@ def settings_dict() -> dict:
         ],
         "ubuntu": {
             "supergateway": {"stdio_command": "node /opt/mcp-demo/server.js"},
-            "acme": {"email": "ops@sandbox.test", "server": ACME_DIRECTORY, "ca_bundle_file": "ca/ca.pem"},
+            "acme": {"email": f"ops@{_DOMAIN_SUFFIX}", "server": ACME_DIRECTORY, "ca_bundle_file": "ca/ca.pem"},
         },
     }
 
@@ -405,3 +431,48 @@ def target_exec(t: Target, *cmd: str, check: bool = True, input: str | None = No
     """Run a command inside a target container (as root, outside the deploy's path)."""
     opts = ["-i"] if input is not None else []
     return run("docker", "exec", *opts, t.container, *cmd, check=check, input=input)
+
+
+def sandbox() -> int:
+    """`make sandbox`: bench up, apply deploy.py, verify, print the URLs."""
+    from mcpedge.verify import VerifyError, verify
+
+    endpoints = up()
+    log("applying deploy.py to the sandbox (pyinfra -y inventories/sandbox.py deploy.py)")
+    res = pyinfra("-y", "deploy.py", check=False)
+    if res.returncode != 0:
+        print(res.stdout[-6000:], res.stderr[-6000:], sep="\n", file=sys.stderr)
+        return 1
+    for group, ep in endpoints.items():
+        try:
+            for line in verify(ep["url"], ep["ca_file"]):
+                log(f"{group}: ok {line}")
+        except VerifyError as exc:
+            log(f"{group}: verification FAILED: {exc}")
+            return 1
+    print("\nThe sandbox is up:")
+    for group, ep in endpoints.items():
+        print(f"  {group:9} {ep['url']}/mcp (Streamable HTTP)   {ep['url']}/sse (SSE)   "
+              f"ssh -p {ep['ssh_port']} deploy@127.0.0.1 ({ep['container']})")
+        print(f"  {'':9} trust: {ep['ca_file']}   e.g. curl --cacert {ep['ca_file']} {ep['url']}/health")
+    print(f"  endpoints: {STATE / 'endpoints.json'}")
+    return 0
+
+
+def apply(settings: Path | None = None, check: bool = True, limit: str | None = None) -> dict:
+    """Apply deploy.py (-y --json); returns the parsed JSON plus `changed` (op names
+    that changed something), `rc` and the captured stderr log."""
+    args = ["-y", "--json", "deploy.py"]
+    if limit:
+        args = ["--limit", limit, *args]
+    res = pyinfra(*args, settings=settings, check=check)
+    try:
+        data = json.loads(res.stdout) if res.stdout.strip() else {}
+    except ValueError:
+        data = {}
+    ops = (data.get("results") or {}).get("operations") or []
+    data["changed"] = [op["name"] for op in ops if op["success"]]
+    data["errors"] = [op["name"] for op in ops if op["error"]]
+    data["rc"] = res.returncode
+    data["log"] = res.stderr
+    return data

@@ -1,15 +1,17 @@
-"""python -m tests.bench up [--fresh] | down | status"""
+"""python -m tests.bench up [--fresh] | sandbox | down"""
 
 import json
 import sys
 
-from . import down, up
+from . import down, sandbox, up
 
 
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "status"
     if cmd == "up":
         print(json.dumps(up(fresh="--fresh" in argv), indent=2))
+    elif cmd == "sandbox":
+        return sandbox()
     elif cmd == "down":
         down()
     else:

@@ -1,0 +1,26 @@
+# mcp-edge: `make sandbox` (a working HTTPS MCP endpoint on local targets),
+# `make test` (the whole suite against real targets), `make sandbox-down`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup sandbox test sandbox-down
+
+setup:
+	bash tests/bench/setup-machine.sh
+	$(MAKE) --no-print-directory $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+sandbox: setup
+	$(PY) -m tests.bench sandbox
+
+test: setup
+	$(PY) -m tests.bench up
+	$(PY) -m pytest -ra tests
+
+sandbox-down:
+	$(PY) -m tests.bench down
