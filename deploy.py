@@ -7,6 +7,8 @@
 from pyinfra import host
 
 from tasks.certbot import configure_certbot
+from tasks.nas_containers import configure_containers
+from tasks.nas_nginx import configure_nas_nginx
 from tasks.nginx import configure_http, configure_site
 from tasks.packages import install_packages
 from tasks.supergateway import configure_gateway
@@ -17,3 +19,7 @@ if "ubuntu" in host.groups:
     configure_http()      # http level + the ACME site, so certbot can validate
     configure_certbot()
     configure_site()      # the HTTPS MCP site, once its certificate exists
+
+if "synology" in host.groups:
+    configure_containers()   # loop-api and loop-mcp, each recreated only on its own change
+    configure_nas_nginx()    # DSM's nginx: own server block, patched entries, the guard

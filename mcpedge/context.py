@@ -119,3 +119,44 @@ def ubuntu_context(edge: dict, host_info: dict) -> dict:
         },
         "commit": commit_context(["systemctl reload nginx", "systemctl start nginx"]),
     }
+
+
+# --- Synology NAS -------------------------------------------------------------------
+
+DSM_REVERSE_PROXY_CONF = "/etc/nginx/sites-enabled/server.ReverseProxy.conf"
+DSM_ACCESS_LOG = "/var/log/nginx/mcp-edge-access.json"
+
+
+def synology_context(nas: dict, host_info: dict, docker: str | None) -> dict:
+    """Template context for a Synology NAS (DSM's nginx in front of loop-api and loop-mcp)."""
+    bundle = nas["bundle_dir"]
+    mcp_upstream = f"{nas['upstream_host']}:{nas['loop_mcp']['host_port']}"
+    http_file = "/etc/nginx/conf.d/http.mcp-edge-http.conf"
+    site_file = "/etc/nginx/conf.d/http.mcp-edge-site.conf"
+    nginx = nas["nginx"]
+    return {
+        "domains": [host_info["domain"]],
+        "nas": nas,
+        "nginx": nginx,
+        "docker": docker,
+        "bundle_dir": bundle,
+        "bin_dir": f"{bundle}/bin",
+        "env_dir": f"{bundle}/env",
+        "managed_dir": f"{bundle}/managed",
+        "guard": f"{bundle}/bin/mcp-edge-guard",
+        "replace_script": f"{bundle}/bin/mcp-edge-container",
+        "reverse_proxy_conf": DSM_REVERSE_PROXY_CONF,
+        "patch_entries": nas["patch_entries"],
+        "stream_timeout": nginx["stream_timeout"],
+        "guard_interval_min": max(1, nas["guard_interval"] // 60),
+        # live path -> template (rendered into managed_dir, installed by the guard)
+        "nginx_files": {
+            http_file: "templates/etc/nginx/conf.d/mcp-edge-http.conf.j2",
+            site_file: "templates/etc/nginx/conf.d/http.mcp-edge-site.conf.j2",
+            **{f"{NGINX_SNIPPET_DIR}/{name}": f"templates/etc/nginx/snippets/mcp-edge/{name}.j2"
+               for name in MCP_SNIPPETS},
+        },
+        "namespace": ["/etc/nginx/conf.d/http.mcp-edge-*.conf", f"{NGINX_SNIPPET_DIR}/*"],
+        "mcp": {**mcp_context(nginx, sse_servers=[mcp_upstream], http_servers=[mcp_upstream]),
+                "access_log": DSM_ACCESS_LOG},
+    }

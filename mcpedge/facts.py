@@ -123,3 +123,172 @@ class CertbotCertificate(FactBase):
             elif key == "webroot_path":
                 info["webroot"] = value.rstrip(",").split(",")[0].strip()
         return info
+
+
+# --- Synology DSM / Docker ------------------------------------------------------------
+
+# dsm.md §8: probe these, in this order, by absolute path (not on a non-interactive PATH).
+DOCKER_CANDIDATES = (
+    "/usr/local/bin/docker",
+    "/var/packages/ContainerManager/target/usr/bin/docker",  # DSM 7.2+ Container Manager
+    "/var/packages/Docker/target/usr/bin/docker",            # DSM <= 7.1 Docker package
+    "/volume1/@appstore/ContainerManager/usr/bin/docker",
+)
+
+
+class SynologyDocker(FactBase):
+    """Absolute path of the NAS's docker CLI (first executable candidate), or ``None``."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self):
+        probes = " ".join(f"'{p}'" for p in DOCKER_CANDIDATES)
+        return f'for p in {probes}; do if [ -x "$p" ]; then echo "$p"; break; fi; done; true'
+
+    def process(self, output):
+        return output[0].strip() if output else None
+
+
+class DsmVersion(FactBase):
+    """DSM version from /etc.defaults/VERSION as ``(major, minor)``, or ``None`` (not a NAS)."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self):
+        return "cat /etc.defaults/VERSION 2>/dev/null || true"
+
+    def process(self, output):
+        values = dict(line.split("=", 1) for line in output if "=" in line)
+        try:
+            return int(values["majorversion"].strip('"')), int(values["minorversion"].strip('"'))
+        except (KeyError, ValueError):
+            return None
+
+
+class DsmReverseProxyEntries(FactBase):
+    """DSM's reverse-proxy rules (ReverseProxy.json) as a list of
+    ``{"uuid", "description", "fqdn", "port"}``; empty when there are none."""
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, store="/usr/syno/etc/www/ReverseProxy.json"):
+        return StringCommand("cat", QuoteString(store), "2>/dev/null", "||", "true")
+
+    def process(self, output):
+        try:
+            data = json.loads("\n".join(output) or "{}")
+        except ValueError:
+            return []
+        return [
+            {"uuid": k, "description": v.get("description"), "fqdn": v["frontend"].get("fqdn"),
+             "port": v["frontend"].get("port")}
+            for k, v in data.items() if isinstance(v, dict) and "frontend" in v
+        ]
+
+
+class DockerImageLabel(FactBase):
+    """``{"id": ..., "label": ...}`` for a local image (label: the value of ``label``), or ``None``."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, docker, image, label="mcp-edge.build"):
+        fmt = '{{.Id}} {{index .Config.Labels "%s"}}' % label
+        return StringCommand(QuoteString(docker), "image", "inspect", "--format", QuoteString(fmt),
+                             QuoteString(image), "2>/dev/null", "||", "true")
+
+    def process(self, output):
+        if not output or not output[0].strip():
+            return None
+        parts = output[0].split()
+        return {"id": parts[0], "label": parts[1] if len(parts) > 1 else None}
+
+
+class DockerContainerState(FactBase):
+    """``{"status", "spec", "image", "started_at", "health"}`` of a container, or ``None``."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, docker, container):
+        fmt = ('{{.State.Status}} {{index .Config.Labels "mcp-edge.spec"}} {{.Image}} {{.State.StartedAt}} '
+               '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}')
+        return StringCommand(QuoteString(docker), "container", "inspect", "--format", QuoteString(fmt),
+                             QuoteString(container), "2>/dev/null", "||", "true")
+
+    def process(self, output):
+        if not output or not output[0].strip():
+            return None
+        status, spec, image, started, health = (output[0].split() + [""] * 5)[:5]
+        return {"status": status, "spec": spec, "image": image, "started_at": started, "health": health}
+
+
+class DirectoryDigest(FactBase):
+    """sha256 over the names and contents of every file below a directory, or ``None``."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, path):
+        return StringCommand(
+            "cd", QuoteString(path), "2>/dev/null", "&&",
+            "find", ".", "-type", "f", "-print0", "|", "LC_ALL=C", "sort", "-z", "|",
+            "xargs", "-0", "sha256sum", "|", "sha256sum", "||", "true",
+        )
+
+    def process(self, output):
+        return output[0].split()[0] if output and output[0].strip() else None
+
+
+class GuardStatus(FactBase):
+    """What the on-NAS guard would restore: a list of paths (empty = all in place).
+    ``None`` while the guard script is not installed."""
+
+    @staticmethod
+    def default():
+        return None
+
+    def command(self, script):
+        # A trailing marker: pyinfra turns a fact with no output into its default.
+        return StringCommand("if", "[", "-x", QuoteString(script), "];", "then", QuoteString(script), "check;",
+                             "echo", "__end;", "else", "echo", "__no_guard;", "fi")
+
+    def process(self, output):
+        if output and output[0].strip() == "__no_guard":
+            return None
+        return [line.strip() for line in output if line.strip() and line.strip() != "__end"]
+
+
+class DsmScheduledTasks(FactBase):
+    """Task Scheduler and boot-up tasks, via synowebapi (dsm.md §9):
+    ``{"tasks": [{"id", "name", "schedule", "extra"}], "events": [{"task_name", "operation"}]}``."""
+
+    @staticmethod
+    def default():
+        return {"tasks": [], "events": []}
+
+    def command(self):
+        return (
+            "/usr/syno/bin/synowebapi --exec-fastwebapi api=SYNO.Core.TaskScheduler.Root version=4 method=list;"
+            " echo; /usr/syno/bin/synowebapi --exec api=SYNO.Core.EventScheduler version=1 method=list"
+        )
+
+    def process(self, output):
+        result = {"tasks": [], "events": []}
+        for line in output:
+            try:
+                data = json.loads(line).get("data") or {}
+            except ValueError:
+                continue
+            result["tasks"] += data.get("tasks", [])
+            result["events"] += data.get("events", [])
+        return result

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
-from .facts import LETSENCRYPT, CertbotCertificate, NginxVersion, NpmGlobalPackage
+from .facts import (
+    DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
+    DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, GuardStatus, NginxVersion, NpmGlobalPackage,
+    SynologyDocker,
+)
 
 # nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive.
 HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
@@ -116,3 +123,204 @@ def npm_global(package, version, prefix="/usr/local"):
         return
     yield StringCommand("npm", "install", "--global", "--no-audit", "--no-fund", "--prefix", QuoteString(prefix),
                         QuoteString(f"{package}@{version}"))
+
+
+# --- Synology DSM / Docker ------------------------------------------------------------
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@operation()
+def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=None):
+    """
+    Build an image from a source directory on the host, only when the sources,
+    the Dockerfile name or the build arguments changed (a digest of them is kept
+    in the image's ``mcp-edge.build`` label).
+
+    + docker: absolute path of the docker CLI
+    + image: tag to build (``loop-api:mcp-edge``)
+    + context: build context directory on the host
+    + dockerfile: file name inside ``context``
+    + build_args: dict of ``--build-arg`` values
+
+    .. code:: python
+
+        docker_build(name="Build loop-api", docker="/usr/local/bin/docker", image="loop-api:mcp-edge",
+                     context="/volume1/docker/loop-api", build_args={"BASE_IMAGE": "python:3.11-slim"})
+    """
+    build_args = build_args or {}
+    sources = host.get_fact(DirectoryDigest, path=context)
+    if sources is None:
+        raise OperationError(f"build context {context} is missing or empty on {host.name}")
+    wanted = _digest(sources, dockerfile, build_args)
+    current = host.get_fact(DockerImageLabel, docker=docker, image=image)
+    if current and current["label"] == wanted:
+        host.noop(f"image {image} is built from the current sources")
+        return
+    args = [QuoteString(docker), "build", "--quiet", "--tag", QuoteString(image),
+            "--label", QuoteString(f"mcp-edge.build={wanted}"), "--file", QuoteString(f"{context}/{dockerfile}")]
+    for key, value in sorted(build_args.items()):
+        args += ["--build-arg", QuoteString(f"{key}={value}")]
+    yield StringCommand(*args, QuoteString(context))
+
+
+@operation()
+def docker_container(docker, container, image, replace_script, ports=(), volumes=(), env_file=None,
+                     env_digest="", restart="unless-stopped", labels=None, health_cmd=None, health_timeout=90,
+                     command=None):
+    """
+    Run a container as specified; recreate it only when the image (ID) or the
+    spec (ports, volumes, environment, restart policy, labels, health check,
+    command) changed, comparing a spec digest kept in the ``mcp-edge.spec``
+    label. A stopped container with the right spec is started again. A
+    (re)created container must become healthy; otherwise the previous one is put
+    back and the operation fails with the new one's last log lines
+    (``replace_script`` does the swap on the host).
+
+    + docker: absolute path of the docker CLI
+    + container: container name
+    + image: image tag; its ID is part of the spec
+    + replace_script: the bundle's mcp-edge-container script on the host
+    + ports/volumes: lists of ``-p`` / ``-v`` values
+    + env_file: file on the host with the environment (0600; keeps values off process lists)
+    + env_digest: digest of that file's content, so an environment change recreates
+    + restart/labels/health_cmd/health_timeout/command: as docker run
+
+    .. code:: python
+
+        docker_container(name="loop-mcp container", docker=docker, container="loop-mcp",
+                         image="loop-mcp:mcp-edge", replace_script="/volume1/mcp-edge/bin/mcp-edge-container",
+                         ports=["127.0.0.1:8085:8085"], volumes=["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"])
+    """
+    img = host.get_fact(DockerImageLabel, docker=docker, image=image)
+    image_id = img["id"] if img else None
+    spec = _digest(image_id, list(ports), list(volumes), env_digest, restart, labels or {}, health_cmd, command)
+    current = host.get_fact(DockerContainerState, docker=docker, container=container)
+    if current and current["spec"] == spec and current["status"] == "running":
+        host.noop(f"container {container} runs the current spec")
+        return
+    action = "start" if current and current["spec"] == spec else "replace"
+    args = [QuoteString(replace_script), action, QuoteString(container), str(int(health_timeout)), "--",
+            "--label", QuoteString(f"mcp-edge.spec={spec}"), "--restart", QuoteString(restart)]
+    for key, value in sorted((labels or {}).items()):
+        args += ["--label", QuoteString(f"{key}={value}")]
+    for port in ports:
+        args += ["-p", QuoteString(port)]
+    for volume in volumes:
+        args += ["-v", QuoteString(volume)]
+    if env_file:
+        args += ["--env-file", QuoteString(env_file)]
+    if health_cmd:
+        args += ["--health-cmd", QuoteString(health_cmd), "--health-interval", "2s", "--health-retries", "3",
+                 "--health-start-period", "5s"]
+    args.append(QuoteString(image))
+    if command:
+        args += [QuoteString(c) for c in command]
+    yield StringCommand(*args)
+
+
+@operation()
+def guard_sync(script):
+    """
+    Make DSM's nginx match the bundle's managed copies, through the on-NAS
+    guard (the same script the NAS runs at boot and on schedule): nothing
+    happens when every managed file is in place and every patched entry is
+    patched; otherwise the guard restores them, validates with ``nginx -t``,
+    reloads, and puts the previous files back if validation fails.
+
+    + script: the guard script on the host
+
+    .. code:: python
+
+        guard_sync(name="DSM nginx in place", script="/volume1/mcp-edge/bin/mcp-edge-guard")
+    """
+    pending = host.get_fact(GuardStatus, script=script)
+    if pending == []:
+        host.noop("DSM nginx files are in place")
+        return
+    yield StringCommand(QuoteString(script), "apply")
+
+
+@operation()
+def dsm_scheduled_task(task, script, every_minutes):
+    """
+    A root Task Scheduler job on DSM that runs ``script`` every N minutes,
+    registered through ``synowebapi`` (dsm.md §9: never /etc/crontab, which DSM
+    rewrites). A task of the same name with other settings is replaced.
+
+    .. code:: python
+
+        dsm_scheduled_task(name="Guard every 5 minutes", task="mcp-edge guard",
+                           script="/volume1/mcp-edge/bin/mcp-edge-guard apply", every_minutes=5)
+    """
+    api = "/usr/syno/bin/synowebapi"
+    wanted_schedule, wanted_extra = {"repeat_min": every_minutes}, {"script": script}
+    existing = [t for t in host.get_fact(DsmScheduledTasks)["tasks"] if t.get("name") == task]
+    if len(existing) == 1 and existing[0].get("schedule") == wanted_schedule \
+            and existing[0].get("extra") == wanted_extra and existing[0].get("enable", True):
+        host.noop(f"task {task!r} is registered")
+        return
+    if existing:
+        yield StringCommand(api, "--exec-fastwebapi", "api=SYNO.Core.TaskScheduler.Root", "version=4", "method=delete",
+                            QuoteString("tasks=" + json.dumps([t["id"] for t in existing])))
+    yield StringCommand(
+        api, "--exec-fastwebapi", "api=SYNO.Core.TaskScheduler.Root", "version=4", "method=create",
+        QuoteString(f"name={task}"), "owner=root", "real_owner=root", "enable=true", "type=script",
+        QuoteString("schedule=" + json.dumps(wanted_schedule)), QuoteString("extra=" + json.dumps(wanted_extra)),
+    )
+
+
+@operation()
+def dsm_boot_task(task, script):
+    """
+    A root boot-up triggered task on DSM (dsm.md §9: Task Scheduler, event
+    ``bootup``), registered through ``synowebapi``.
+
+    .. code:: python
+
+        dsm_boot_task(name="Guard at boot", task="mcp-edge guard (boot)",
+                      script="/volume1/mcp-edge/bin/mcp-edge-guard apply")
+    """
+    events = [e for e in host.get_fact(DsmScheduledTasks)["events"] if e.get("task_name") == task]
+    if events and events[0].get("operation") == script and events[0].get("event") == "bootup":
+        host.noop(f"boot-up task {task!r} is registered")
+        return
+    yield StringCommand(
+        "/usr/syno/bin/synowebapi", "--exec", "api=SYNO.Core.EventScheduler", "version=1", "method=create",
+        QuoteString(f"task_name={task}"), "event=bootup", "operation_type=script",
+        QuoteString(f"operation={script}"), QuoteString('owner={"0": "root"}'),
+    )
+
+
+@operation()
+def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0)):
+    """
+    Refuse to touch a NAS that is not what the deploy assumes: DSM 7, a docker
+    CLI, nginx, and no DSM reverse-proxy entry already claiming the hostname the
+    bundle serves with its own server block. Changes nothing.
+
+    .. code:: python
+
+        dsm_preflight(name="NAS pre-flight", domain="loop.example.com")
+    """
+    version = host.get_fact(DsmVersion)
+    if version is None or version < min_dsm:
+        raise OperationError(f"{host.name}: not DSM {min_dsm[0]} or newer (/etc.defaults/VERSION: {version})")
+    if host.get_fact(SynologyDocker) is None:
+        raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
+                             f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
+    for entry in host.get_fact(DsmReverseProxyEntries):
+        if entry["fqdn"] == domain and entry["port"] == 443 and domain not in patch_entries:
+            raise OperationError(
+                f"{host.name}: DSM reverse-proxy entry {entry['description']!r} ({entry['uuid']}) already serves "
+                f"{domain}:443, which mcp-edge serves with its own server block. Resolve it: delete that entry in "
+                f"Control Panel > Login Portal > Advanced > Reverse Proxy, or list {domain} under "
+                f"synology.patch_entries to keep DSM's entry and patch it for streaming instead."
+            )
+    host.noop("the NAS is DSM with docker and no conflicting reverse-proxy entry")
+    yield from ()  # checks only: never a command

@@ -486,6 +486,22 @@ class ListOf(Kind):
         return out
 
 
+class Volume(Kind):
+    """A Docker bind mount ``/host/path:/container/path[:ro|rw]`` (absolute paths)."""
+
+    expected = "a bind mount '/host/path:/container/path' with an optional ':ro' or ':rw'"
+
+    def __call__(self, value, ctx):
+        if not isinstance(value, str):
+            self.fail(value)
+        parts = value.split(":")
+        if len(parts) == 2:
+            parts.append("rw")
+        if len(parts) != 3 or not all(p.startswith("/") for p in parts[:2]) or parts[2] not in ("ro", "rw"):
+            self.fail(value)
+        return ":".join(parts)
+
+
 class Nullable(Kind):
     """``null`` or the wrapped kind."""
 
@@ -561,6 +577,23 @@ HOST_SCHEMA: Schema = {
     **{key: Field(f.kind, INHERIT, f"per-host override of ssh.{key}") for key, f in SSH_SCHEMA.items()},
 }
 
+# What the shared MCP templates need, on every target (Ubuntu and the NAS).
+MCP_NGINX_FIELDS: Schema = {
+    "stream_timeout": Field(Duration(min=1), "24h", "read/send timeout of MCP streams (seconds)"),
+    "client_max_body_size": Field(Size(), "4m", "largest request body"),
+    "rate_limit": {
+        "per_ip": Field(Rate(), "20r/s", "MCP POSTs per client IP"),
+        "per_ip_burst": Field(Int(min=0), 40, "burst allowed above per_ip"),
+        "per_session": Field(Rate(), "10r/s", "MCP POSTs per MCP session (Mcp-Session-Id / sessionId)"),
+        "per_session_burst": Field(Int(min=0), 20, "burst allowed above per_session"),
+        "streams_per_ip": Field(Int(min=1), 50, "concurrent connections per client IP (limit_conn)"),
+    },
+    "metrics_allow": Field(
+        ListOf(Cidr()), ["127.0.0.1/32", "::1/128"], "CIDRs allowed to read /metrics (nginx stub status)"
+    ),
+    "hsts_max_age": Field(Int(min=0), 31536000, "seconds; 0 disables HSTS"),
+}
+
 UBUNTU_SCHEMA: Schema = {
     "supergateway": {
         "version": Field(Semver(), "4.0.0", "exact npm version of supergateway (4.x needs Node >= 20)"),
@@ -587,19 +620,7 @@ UBUNTU_SCHEMA: Schema = {
         "worker_processes": Field(WorkerProcesses(), "auto", "auto or a number"),
         "worker_rlimit_nofile": Field(Int(min=1), 65535, "open files limit of a worker"),
         "worker_connections": Field(Int(min=1), 16384, "connections per worker"),
-        "stream_timeout": Field(Duration(min=1), "24h", "read/send timeout of MCP streams (seconds)"),
-        "client_max_body_size": Field(Size(), "4m", "largest request body"),
-        "rate_limit": {
-            "per_ip": Field(Rate(), "20r/s", "MCP POSTs per client IP"),
-            "per_ip_burst": Field(Int(min=0), 40, "burst allowed above per_ip"),
-            "per_session": Field(Rate(), "10r/s", "MCP POSTs per MCP session (Mcp-Session-Id / sessionId)"),
-            "per_session_burst": Field(Int(min=0), 20, "burst allowed above per_session"),
-            "streams_per_ip": Field(Int(min=1), 50, "concurrent connections per client IP (limit_conn)"),
-        },
-        "metrics_allow": Field(
-            ListOf(Cidr()), ["127.0.0.1/32", "::1/128"], "CIDRs allowed to read /metrics (nginx stub status)"
-        ),
-        "hsts_max_age": Field(Int(min=0), 31536000, "seconds; 0 disables HSTS"),
+        **MCP_NGINX_FIELDS,
     },
     "acme": {
         "email": Field(Email(), REQUIRED, "registration and expiry mail"),
@@ -705,6 +726,66 @@ def _check_ubuntu_node(section: dict, report: Callable[[str, str], None]) -> Non
 
 
 SECTION_CHECKS["ubuntu"] = [_check_ubuntu_ports, _check_ubuntu_node]
+
+def _container_schema(name: str, context: str, dockerfile: str, host_port: int, container_port: int,
+                      volumes: list[str], environment: dict) -> Schema:
+    return {
+        "name": Field(Str(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a container name"), name, "container name"),
+        "build_context": Field(AbsPath(), context, "source directory on the NAS, built with docker build"),
+        "dockerfile": Field(Str(r"[^/]+", "a file name inside build_context"), dockerfile,
+                            "Dockerfile inside build_context"),
+        "base_image": Field(Str(), "python:3.11-slim", "passed as build arg BASE_IMAGE"),
+        "host_port": Field(Port(), host_port, "port published on the NAS (publish_address)"),
+        "container_port": Field(Port(), container_port, "port the app listens on inside the container"),
+        "volumes": Field(ListOf(Volume()), volumes, "bind mounts /nas/path:/container/path[:ro|rw]"),
+        "environment": Field(EnvMap(f"synology.{name.replace('-', '_')}.environment"), environment,
+                             "container environment; `env:NAME` is read from this machine's environment"),
+        "restart": Field(Enum("no", "always", "unless-stopped", "on-failure"), "unless-stopped", "restart policy"),
+        "health_path": Field(Str(r"/\S*", "an absolute URL path"), "/health", "HTTP path that answers 200 when healthy"),
+        "health_timeout": Field(Duration(min=5), "90s", "how long a new container may take to become healthy"),
+    }
+
+
+SYNOLOGY_SCHEMA: Schema = {
+    "docker": Field(Str(r"auto|/\S+", "'auto' or an absolute path"), "auto",
+                    "docker CLI: auto (probe DSM 7.2, 7.1, /usr/local/bin paths) or an absolute path"),
+    "bundle_dir": Field(AbsPath(), "/volume1/mcp-edge",
+                        "on a volume (survives DSM updates): guard script, managed copies, env files, backups"),
+    "certificate_conf": Field(AbsPath(), "/usr/syno/etc/www/certificate/system_default/cert.conf",
+                              "DSM's cert.conf (ssl_certificate lines) for the MCP hostname"),
+    "publish_address": Field(Address(), "127.0.0.1", "NAS address the container ports are published on"),
+    "upstream_host": Field(Address(), "127.0.0.1", "where DSM's nginx reaches the published ports"),
+    "patch_entries": Field(ListOf(Domain()), [],
+                           "hostnames of DSM reverse-proxy entries to patch in place for streaming (patch mode)"),
+    "guard_interval": Field(Duration(min=60), "5m", "how often the on-NAS guard re-checks the managed files"),
+    "nginx": dict(MCP_NGINX_FIELDS),
+    "loop_api": _container_schema(
+        "loop-api", "/volume1/docker/loop-api", "Dockerfile", 8082, 8081,
+        ["/volume1/LOOP_CORE/vault/LOOP:/vault:rw", "/volume1/LOOP_CLevel/vault/loop_exec:/vault/exec:ro"],
+        {"VAULT_DIR": "/vault", "EXEC_VAULT_DIR": "/vault/exec", "OAUTH_DB_PATH": "/vault/.oauth/oauth.db",
+         "TZ": "Asia/Seoul"}),
+    "loop_mcp": _container_schema(
+        "loop-mcp", "/volume1/docker/loop-mcp", "Dockerfile.mcp", 8085, 8085,
+        ["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"],
+        {"VAULT_DIR": "/vault", "OAUTH_DB_PATH": "/vault/.oauth/oauth.db", "TZ": "Asia/Seoul"}),
+}
+
+
+def _check_synology(section: dict, report: Callable[[str, str], None]) -> None:
+    api, mcp = section["loop_api"], section["loop_mcp"]
+    if _valid(api["host_port"], mcp["host_port"]) and api["host_port"] == mcp["host_port"]:
+        report("synology.loop_mcp.host_port",
+               f"port {mcp['host_port']} is also synology.loop_api.host_port: two services on one port")
+    for port_key in ("host_port",):
+        for name, c in (("loop_api", api), ("loop_mcp", mcp)):
+            if _valid(c[port_key]) and c[port_key] in (80, 443):
+                report(f"synology.{name}.{port_key}", f"port {c[port_key]} is DSM's nginx")
+    if _valid(api["name"], mcp["name"]) and api["name"] == mcp["name"]:
+        report("synology.loop_mcp.name", f"container name {mcp['name']!r} is also synology.loop_api.name")
+
+
+GROUP_SCHEMAS["synology"] = SYNOLOGY_SCHEMA
+SECTION_CHECKS["synology"] = [_check_synology]
 
 DEFAULTS: dict[str, Any] = {
     "ssh": _defaults(SSH_SCHEMA),
@@ -978,8 +1059,8 @@ def _hosts(v: _Validator, ssh: Any, entries: list) -> list[HostSettings]:
                 v.report(f"{key}.name", f"duplicate host name {name!r} (also {names[name]})")
             else:
                 names[name] = f"{key}.name"
-        if group == "ubuntu" and domain is None:
-            v.report(f"{key}.domain", "missing: hosts in group 'ubuntu' need a domain (the public name of their MCP endpoint)")
+        if group in ("ubuntu", "synology") and domain is None:
+            v.report(f"{key}.domain", f"missing: hosts in group {group!r} need a domain (the public name of their MCP endpoint)")
         if _valid(domain) and domain is not None:
             if domain in domains:
                 v.report(f"{key}.domain", f"duplicate domain {domain!r} (also {domains[domain]})")

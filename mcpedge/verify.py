@@ -161,19 +161,23 @@ class SseStream:
             self.response.close()
 
 
-def sync_client(ca_file: str | None, http2: bool = False, gzip: bool = True, timeout: float = 30) -> httpx.Client:
+def sync_client(ca_file: str | None, http2: bool = False, gzip: bool = True, timeout: float = 30,
+                read_timeout: float | None = None) -> httpx.Client:
+    """An httpx client for raw event streams; ``read_timeout=None`` waits forever
+    between two reads (idle streams), a number turns held events into an error."""
     headers = {"Accept-Encoding": "gzip"} if gzip else {"Accept-Encoding": "identity"}
     return httpx.Client(verify=ssl_context(ca_file), http2=http2, headers=headers,
-                        timeout=httpx.Timeout(timeout, read=None))
+                        timeout=httpx.Timeout(timeout, read=read_timeout))
 
 
 def event_delays(base_url: str, ca_file: str | None, count: int = 10, interval_ms: int = 200,
-                 http2: bool = False) -> dict:
-    """Ask the demo server's ``ticks`` tool for timestamped events; measure arrival delay.
+                 http2: bool = False, timeout: float = 30) -> dict:
+    """Ask the server's ``ticks`` tool for timestamped events; measure arrival delay.
 
-    Returns ``{"http_version", "delays_ms": [...], "content_encoding"}``.
+    Returns ``{"http_version", "delays_ms": [...], "content_encoding"}``. Events
+    held longer than ``timeout`` seconds raise httpx.ReadTimeout.
     """
-    with sync_client(ca_file, http2=http2) as client:
+    with sync_client(ca_file, http2=http2, timeout=timeout, read_timeout=timeout) as client:
         stream = SseStream(client, base_url).open()
         try:
             stream.initialize()

@@ -59,6 +59,7 @@ class Target:
     public_ip: str
     domain: str
     image: str
+    user: str = "deploy"
 
     @property
     def url(self) -> str:
@@ -68,7 +69,15 @@ class Target:
 TARGETS = {
     "ubuntu": Target("ubuntu", "gw1", f"mcp-edge-gw1{_SUFFIX}", 2222 + 10 * SLOT, f"127.0.{SLOT}.2",
                      f"mcp.{_DOMAIN_SUFFIX}", "target"),
+    "synology": Target("synology", "nas1", f"mcp-edge-nas1{_SUFFIX}", 2223 + 10 * SLOT, f"127.0.{SLOT}.3",
+                       f"loop.{_DOMAIN_SUFFIX}", "dsm", user="admin"),
 }
+# The DSM simulator's existing reverse-proxy entry (patch mode) and its data.
+LEGACY_DOMAIN = f"mcp-legacy.{_DOMAIN_SUFFIX}"
+LEGACY_UUID = "7d1c4b0a-5f2e-4d8b-9a31-2c6e0f1b7a55"
+# /volume1 is shared with sibling containers (bind mounts resolve on the host).
+VOLUME = "/volume1" if not SLOT else f"/volume1/bench-s{SLOT}"
+APPS = Path(__file__).resolve().parent / "apps"
 
 
 def log(msg: str) -> None:
@@ -301,21 +310,101 @@ def start_target(t: Target, fresh: bool = False) -> None:
     if not fresh and container_current(t.container, image):
         return
     subprocess.run(["docker", "rm", "-f", t.container], capture_output=True)
-    log(f"starting {t.container} (bare {SUITE}, systemd)")
+    extra = []
+    if t.image == "dsm":
+        # A bare NAS: none of the containers or images the deploy makes.
+        for name in ("loop-api", "loop-mcp"):
+            subprocess.run(["docker", "rm", "-f", f"{name}{_SUFFIX}", f"{name}{_SUFFIX}.mcp-edge-previous"],
+                           capture_output=True)
+            subprocess.run(["docker", "image", "rm", "-f", f"{name}{_SUFFIX}:mcp-edge"], capture_output=True)
+        prepare_volume()
+        docker_cli = Path(shutil.which("docker") or "/usr/bin/docker").resolve()
+        # The NAS's Container Manager CLI drives the bench's Docker daemon (test-bench.md).
+        extra = ["-v", "/var/run/docker.sock:/var/run/docker.sock",
+                 "-v", f"{docker_cli}:/var/packages/ContainerManager/target/usr/bin/docker:ro",
+                 "-v", "/volume1:/volume1", "--label", "mcp-edge.simulation=synology-dsm-7"]
+    log(f"starting {t.container} ({'DSM simulator' if t.image == 'dsm' else f'bare {SUITE}'}, systemd)")
     run("docker", "run", "-d", "--name", t.container, "--hostname", t.name, "--network", NETWORK,
-        "--label", "mcp-edge.bench=target", "--label", f"mcp-edge.bench-id={bench_id()}", *SYSTEMD_RUN,
+        "--label", "mcp-edge.bench=target", "--label", f"mcp-edge.bench-id={bench_id()}", *SYSTEMD_RUN, *extra,
         "-p", f"127.0.0.1:{t.ssh_port}:22", "-p", f"{t.public_ip}:80:80", "-p", f"{t.public_ip}:443:443",
         image)
     _wait(f"systemd in {t.container}", lambda: subprocess.run(
         ["docker", "exec", t.container, "systemctl", "is-system-running", "--wait"],
         capture_output=True, text=True).stdout.strip() in ("running", "degraded"), timeout=90)
     # Password and key go through stdin: never on a command line.
-    run("docker", "exec", "-i", t.container, "chpasswd", input=f"deploy:{sudo_password()}\n")
+    run("docker", "exec", "-i", t.container, "chpasswd", input=f"{t.user}:{sudo_password()}\n")
     pub = (STATE / "ssh" / "id_ed25519.pub").read_text()
+    keys = f"/home/{t.user}/.ssh/authorized_keys"
     run("docker", "exec", "-i", t.container, "sh", "-c",
-        "cat > /home/deploy/.ssh/authorized_keys && chown deploy:deploy /home/deploy/.ssh/authorized_keys"
-        " && chmod 600 /home/deploy/.ssh/authorized_keys", input=pub)
+        f"cat > {keys} && chown {t.user}:{t.user} {keys} && chmod 600 {keys}", input=pub)
+    if t.image == "dsm":
+        provision_dsm(t)
     _wait(f"sshd on 127.0.0.1:{t.ssh_port}", lambda: _ssh_banner(t.ssh_port))
+
+
+def network_gateway() -> str:
+    """The bench network's gateway: where the DSM simulator reaches ports that
+    its sibling containers publish (they run on the bench's Docker daemon)."""
+    return run("docker", "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", NETWORK).strip()
+
+
+def prepare_volume() -> None:
+    """The NAS's /volume1 data and the stand-in apps' sources (the operator's code)."""
+    for d in ("LOOP_CORE/vault/LOOP/.oauth", "LOOP_CLevel/vault/loop_exec"):
+        Path(VOLUME, d).mkdir(parents=True, exist_ok=True)
+    Path(VOLUME, "LOOP_CORE/vault/LOOP/welcome.md").write_text("# LOOP vault (bench)\n")
+    Path("/volume1/.mcp-edge-bench").write_text("bench data for the DSM simulator; safe to delete\n")
+    for app in ("loop-api", "loop-mcp"):
+        dest = Path(VOLUME, "docker", app)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(APPS / app, dest)
+
+
+def dsm_leaf(names: list[str]) -> tuple[str, str]:
+    """A certificate for the NAS's hostnames signed by the bench CA (DSM's own certificate)."""
+    ca = STATE / "ca"
+    key, csr, crt, ext = (ca / f"dsm.{x}" for x in ("key", "csr", "pem", "ext"))
+    if not crt.exists():
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", f"/CN={names[0]}", "-keyout", str(key), "-out", str(csr))
+        _write(ext, "subjectAltName=" + ",".join(f"DNS:{n}" for n in names) + "\n")
+        run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.pem"), "-CAkey", str(ca / "ca.key"),
+            "-CAcreateserial", "-days", "825", "-extfile", str(ext), "-out", str(crt))
+    return crt.read_text() + (ca / "ca.pem").read_text(), key.read_text()
+
+
+def provision_dsm(t: Target) -> None:
+    """What a NAS already has before the bundle: DSM's certificate, a reverse-proxy
+    entry for the legacy MCP hostname (WebSocket preset, 60 s timeouts), rendered."""
+    fullchain, key = dsm_leaf([t.domain, LEGACY_DOMAIN])
+    cert_dir = "/usr/syno/etc/certificate/system/default"
+    conf = f"ssl_certificate {cert_dir}/fullchain.pem;\nssl_certificate_key {cert_dir}/privkey.pem;\n"
+    store = json.loads((IMAGES / "dsm" / "files" / "ReverseProxy.json").read_text())
+    store[LEGACY_UUID]["frontend"]["fqdn"] = LEGACY_DOMAIN
+    store[LEGACY_UUID]["backend"]["fqdn"] = network_gateway()
+    script = f"""set -e
+mkdir -p {cert_dir} /usr/syno/etc/www/certificate/system_default /usr/syno/etc/www/certificate/ReverseProxy_{LEGACY_UUID}
+cat > {cert_dir}/fullchain.pem <<'PEM'
+{fullchain}PEM
+cat > {cert_dir}/privkey.pem <<'PEM'
+{key}PEM
+chmod 600 {cert_dir}/privkey.pem
+printf '{conf}' > /usr/syno/etc/www/certificate/system_default/cert.conf
+printf '{conf}' > /usr/syno/etc/www/certificate/ReverseProxy_{LEGACY_UUID}/cert.conf
+cat > /usr/syno/etc/www/ReverseProxy.json <<'JSON'
+{json.dumps(store, indent=2)}
+JSON
+/usr/syno/bin/synow3tool --gen-all
+systemctl reload nginx || systemctl restart nginx
+"""
+    run("docker", "exec", "-i", t.container, "sh", input=script)
+
+
+def dsm_regenerate(t: Target) -> None:
+    """What DSM does on a UI save, reboot or update (dsm.md §2): re-render the
+    reverse-proxy file from ReverseProxy.json, dropping hand edits, and reload."""
+    target_exec(t, "sh", "-c", "/usr/syno/bin/synow3tool --gen-all && /usr/syno/bin/synosystemctl reload nginx")
 
 
 def write_known_hosts() -> None:
@@ -335,14 +424,21 @@ def write_etc_hosts() -> None:
         head, _, rest = text.partition(HOSTS_BEGIN)
         _, _, tail = rest.partition(HOSTS_END)
         text = head.rstrip("\n") + "\n" + tail.lstrip("\n")
-    block = "\n".join([HOSTS_BEGIN] + [f"{t.public_ip} {t.domain}" for t in TARGETS.values()] + [HOSTS_END])
+    names = [(t.public_ip, t.domain) for t in TARGETS.values()] + [(TARGETS["synology"].public_ip, LEGACY_DOMAIN)]
+    block = "\n".join([HOSTS_BEGIN] + [f"{ip} {name}" for ip, name in names] + [HOSTS_END])
     new = text.rstrip("\n") + "\n" + block + "\n"
     if new != path.read_text():
         path.write_text(new)
 
 
 def settings_dict() -> dict:
-    t = TARGETS["ubuntu"]
+    t, nas = TARGETS["ubuntu"], TARGETS["synology"]
+    gateway = network_gateway()
+
+    def container(name, mounts):
+        return {"name": f"{name}{_SUFFIX}", "build_context": f"{VOLUME}/docker/{name}",
+                "base_image": built_image("pyapp"), "volumes": [m.replace("/volume1", VOLUME, 1) for m in mounts]}
+
     return {
         "ssh": {
             "user": "deploy",
@@ -354,10 +450,24 @@ def settings_dict() -> dict:
         },
         "hosts": [
             {"name": t.name, "group": "ubuntu", "address": "127.0.0.1", "port": t.ssh_port, "domain": t.domain},
+            # The DSM simulator: SFTP is off (scp), the admin user's sudo needs a password.
+            {"name": nas.name, "group": "synology", "address": "127.0.0.1", "port": nas.ssh_port,
+             "domain": nas.domain, "user": nas.user, "file_transfer": "scp"},
         ],
         "ubuntu": {
             "supergateway": {"stdio_command": "node /opt/mcp-demo/server.js"},
             "acme": {"email": f"ops@{_DOMAIN_SUFFIX}", "server": ACME_DIRECTORY, "ca_bundle_file": "ca/ca.pem"},
+        },
+        "synology": {
+            "bundle_dir": f"{VOLUME}/mcp-edge",
+            # Sibling containers publish on the bench network's gateway (see network_gateway).
+            "publish_address": gateway,
+            "upstream_host": gateway,
+            "patch_entries": [LEGACY_DOMAIN],
+            "guard_interval": "1m",
+            "loop_api": container("loop-api", ["/volume1/LOOP_CORE/vault/LOOP:/vault:rw",
+                                               "/volume1/LOOP_CLevel/vault/loop_exec:/vault/exec:ro"]),
+            "loop_mcp": container("loop-mcp", ["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"]),
         },
     }
 
@@ -376,7 +486,8 @@ def write_endpoints() -> dict:
     for group, t in TARGETS.items():
         data[group] = {
             "url": t.url,
-            "ca_file": str(STATE / "pebble-root.pem"),
+            # Ubuntu: Pebble issued the certificate; the NAS serves DSM's own (bench CA).
+            "ca_file": str(STATE / ("pebble-root.pem" if group == "ubuntu" else "ca/ca.pem")),
             "ssh_port": t.ssh_port,
             "container": t.container,
             "host": t.name,
@@ -393,6 +504,7 @@ def up(fresh: bool = False) -> dict:
     ensure_state()
     ensure_network()
     start_acme()
+    built_image("pyapp")
     for t in TARGETS.values():
         start_target(t, fresh=fresh)
         register_dns(t.domain, container_ip(t.container))
@@ -404,7 +516,8 @@ def up(fresh: bool = False) -> dict:
 
 
 def down() -> None:
-    for name in [t.container for t in TARGETS.values()] + [ACME_CONTAINER]:
+    siblings = [f"{n}{_SUFFIX}{p}" for n in ("loop-api", "loop-mcp") for p in ("", ".mcp-edge-previous")]
+    for name in [t.container for t in TARGETS.values()] + [ACME_CONTAINER] + siblings:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     if STATE.exists():
