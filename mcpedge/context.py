@@ -7,6 +7,7 @@ stream proxy settings) need, on every target.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # Remote paths owned by the bundle.
@@ -159,4 +160,24 @@ def synology_context(nas: dict, host_info: dict, docker: str | None) -> dict:
         "namespace": ["/etc/nginx/conf.d/http.mcp-edge-*.conf", f"{NGINX_SNIPPET_DIR}/*"],
         "mcp": {**mcp_context(nginx, sse_servers=[mcp_upstream], http_servers=[mcp_upstream]),
                 "access_log": DSM_ACCESS_LOG},
+    }
+
+
+def nas_env_content(c: dict) -> str:
+    """The env file of a NAS service container (may hold secrets: uploaded, never printed)."""
+    return "".join(f"{k}={v}\n" for k, v in sorted(c["environment"].items()))
+
+
+def nas_container_spec(ctx: dict, c: dict) -> dict:
+    """``docker_container`` arguments for one NAS service (``c``: loop_api or loop_mcp settings)."""
+    health = ("python3 -c \"import sys,urllib.request; "
+              f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{c['container_port']}{c['health_path']}',"
+              " timeout=3).status != 200)\"")
+    return {
+        "docker": ctx["docker"], "container": c["name"], "image": f"{c['name']}:mcp-edge",
+        "replace_script": ctx["replace_script"],
+        "ports": [f"{ctx['nas']['publish_address']}:{c['host_port']}:{c['container_port']}"],
+        "volumes": c["volumes"], "env_file": f"{ctx['env_dir']}/{c['name']}.env",
+        "env_digest": hashlib.sha256(nas_env_content(c).encode()).hexdigest(), "restart": c["restart"],
+        "labels": {"mcp-edge.service": c["name"]}, "health_cmd": health, "health_timeout": c["health_timeout"],
     }

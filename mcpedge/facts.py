@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
@@ -292,3 +293,58 @@ class DsmScheduledTasks(FactBase):
             result["tasks"] += data.get("tasks", [])
             result["events"] += data.get("events", [])
         return result
+
+
+_PROBE_DOCKER = ('D=""; for p in ' + " ".join(f"'{p}'" for p in DOCKER_CANDIDATES)
+                 + '; do if [ -x "$p" ]; then D="$p"; break; fi; done; [ -n "$D" ] || { echo "no docker CLI found"; exit 0; }; ')
+
+
+class NasStatus(FactBase):
+    """
+    State of the NAS services (``docker ps`` view), for operators:
+
+    .. code:: sh
+
+        pyinfra inventory.py --limit synology --sudo fact mcpedge.facts.NasStatus
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, services="loop-api,loop-mcp"):
+        names = " ".join(shlex.quote(s) for s in services.split(","))
+        fmt = "{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} " \
+              "{{.State.StartedAt}} {{.Config.Image}}"
+        return _PROBE_DOCKER + f'for s in {names}; do "$D" inspect --format \'{fmt}\' "$s" 2>/dev/null || echo "/$s absent"; done'
+
+    def process(self, output):
+        result = {}
+        for line in output:
+            parts = line.split()
+            if parts and parts[0].startswith("/"):
+                keys = ("status", "health", "started_at", "image")
+                result[parts[0][1:]] = dict(zip(keys, parts[1:])) if len(parts) > 2 else {"status": "absent"}
+            elif parts:
+                result["error"] = line
+        return result
+
+
+class NasLogs(FactBase):
+    """
+    The last lines of a NAS service's log:
+
+    .. code:: sh
+
+        pyinfra inventory.py --limit synology --sudo fact mcpedge.facts.NasLogs service=loop-mcp lines=100
+    """
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, service, lines=50):
+        return _PROBE_DOCKER + f'"$D" logs --tail {int(lines)} {shlex.quote(service)} 2>&1'
+
+    def process(self, output):
+        return output

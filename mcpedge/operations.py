@@ -136,7 +136,7 @@ def _digest(*parts) -> str:
 
 
 @operation()
-def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=None):
+def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=None, no_cache=False):
     """
     Build an image from a source directory on the host, only when the sources,
     the Dockerfile name or the build arguments changed (a digest of them is kept
@@ -147,6 +147,7 @@ def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=Non
     + context: build context directory on the host
     + dockerfile: file name inside ``context``
     + build_args: dict of ``--build-arg`` values
+    + no_cache: build without Docker's layer cache
 
     .. code:: python
 
@@ -159,11 +160,13 @@ def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=Non
         raise OperationError(f"build context {context} is missing or empty on {host.name}")
     wanted = _digest(sources, dockerfile, build_args)
     current = host.get_fact(DockerImageLabel, docker=docker, image=image)
-    if current and current["label"] == wanted:
+    if current and current["label"] == wanted and not no_cache:
         host.noop(f"image {image} is built from the current sources")
         return
     args = [QuoteString(docker), "build", "--quiet", "--tag", QuoteString(image),
             "--label", QuoteString(f"mcp-edge.build={wanted}"), "--file", QuoteString(f"{context}/{dockerfile}")]
+    if no_cache:
+        args.append("--no-cache")
     for key, value in sorted(build_args.items()):
         args += ["--build-arg", QuoteString(f"{key}={value}")]
     yield StringCommand(*args, QuoteString(context))

@@ -572,7 +572,7 @@ HOST_SCHEMA: Schema = {
     ),
     "group": Field(GroupName(), REQUIRED, "ubuntu | synology"),
     "address": Field(Address(), REQUIRED, "IP or DNS name to SSH to"),
-    "domain": Field(Nullable(Domain()), None, "public name of the MCP endpoint (required in group ubuntu)"),
+    "domain": Field(Nullable(Domain()), None, "public name of the MCP endpoint (required in groups ubuntu and synology)"),
     # any key of `ssh:` may be overridden per host
     **{key: Field(f.kind, INHERIT, f"per-host override of ssh.{key}") for key, f in SSH_SCHEMA.items()},
 }
@@ -640,7 +640,7 @@ UBUNTU_SCHEMA: Schema = {
 Check = Callable[[dict, Callable[[str, str], None]], None]
 
 GROUP_SCHEMAS: dict[str, Schema] = {"ubuntu": UBUNTU_SCHEMA}
-RESERVED_GROUPS: tuple[str, ...] = ("synology",)  # valid group names still waiting for a schema
+RESERVED_GROUPS: tuple[str, ...] = ()  # valid group names still waiting for a schema
 OTHER_SECTIONS: dict[str, Schema] = {}  # top-level sections that are not host groups (e.g. control)
 SECTION_CHECKS: dict[str, list[Check]] = {}
 
@@ -693,6 +693,8 @@ def _valid(*values: Any) -> bool:
 
 def _check_ubuntu_ports(section: dict, report: Callable[[str, str], None]) -> None:
     sg = section["supergateway"]
+    if not _valid(sg):
+        return
     key = "ubuntu.supergateway."
     sse, http, count = sg["sse_port"], sg["http_port"], sg["http_instances"]
     if not _valid(sse, http, count):
@@ -714,6 +716,8 @@ def _check_ubuntu_ports(section: dict, report: Callable[[str, str], None]) -> No
 
 def _check_ubuntu_node(section: dict, report: Callable[[str, str], None]) -> None:
     sg = section["supergateway"]
+    if not _valid(sg):
+        return
     if not _valid(sg["version"], sg["node_source"], sg["nodesource_major"]):
         return
     need = min_node_major(sg["version"])
@@ -732,7 +736,7 @@ def _container_schema(name: str, context: str, dockerfile: str, host_port: int, 
     return {
         "name": Field(Str(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a container name"), name, "container name"),
         "build_context": Field(AbsPath(), context, "source directory on the NAS, built with docker build"),
-        "dockerfile": Field(Str(r"[^/]+", "a file name inside build_context"), dockerfile,
+        "dockerfile": Field(Str(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a file name inside build_context"), dockerfile,
                             "Dockerfile inside build_context"),
         "base_image": Field(Str(), "python:3.11-slim", "passed as build arg BASE_IMAGE"),
         "host_port": Field(Port(), host_port, "port published on the NAS (publish_address)"),
@@ -773,6 +777,8 @@ SYNOLOGY_SCHEMA: Schema = {
 
 def _check_synology(section: dict, report: Callable[[str, str], None]) -> None:
     api, mcp = section["loop_api"], section["loop_mcp"]
+    if not _valid(api, mcp):
+        return
     if _valid(api["host_port"], mcp["host_port"]) and api["host_port"] == mcp["host_port"]:
         report("synology.loop_mcp.host_port",
                f"port {mcp['host_port']} is also synology.loop_api.host_port: two services on one port")

@@ -71,7 +71,9 @@ BAD = [
     ("unknown key", [("ubuntu.nginx.wrker_processes", 2)],
      r"ubuntu\.nginx\.wrker_processes: unknown key \(known: worker_processes, .*did you mean 'worker_processes'"),
     ("unknown top-level section", [("ubutnu", {})],
-     r"ubutnu: unknown top-level section \(known: ssh, hosts, ubuntu\); did you mean 'ubuntu'"),
+     r"ubutnu: unknown top-level section \(known: ssh, hosts, ubuntu, synology\); did you mean 'ubuntu'"),
+    ("misspelt synology section", [("synolgy", {})],
+     r"synolgy: unknown top-level section \(known: ssh, hosts, ubuntu, synology\); did you mean 'synology'"),
     ("unknown host key", [("hosts[0].domian", "x.example.com")], r"hosts\[0\]\.domian: unknown key \(known: name, group"),
     ("wrong type for port", [("ssh.port", "twenty")],
      r"ssh\.port: expected a port number between 1 and 65535, got 'twenty'"),
@@ -102,9 +104,75 @@ BAD = [
     ("hosts section missing", [("hosts", DELETE)], r"hosts: missing required section"),
     ("unknown group", [("hosts[0].group", "windows")],
      r"hosts\[0\]\.group: unknown group 'windows' \(known groups: ubuntu, synology\)"),
-    ("synology without a schema", [("hosts[0].group", "synology")],
-     r"hosts\[0\]\.group: the synology group is not supported yet"),
-    ("synology section without a schema", [("synology", {})], r"synology: the synology group is not supported yet"),
+    # --- the synology section (hosts[1] of the example is the NAS nas1) ---
+    ("synology host without domain", [("hosts[1].domain", DELETE)],
+     r"hosts\[1\]\.domain: missing: hosts in group 'synology' need a domain \(the public name of their MCP endpoint\)"),
+    ("synology host domain taken", [("hosts[1].domain", "mcp.example.com")],
+     r"hosts\[1\]\.domain: duplicate domain 'mcp\.example\.com' \(also hosts\[0\]\.domain\)"),
+    ("unknown synology key", [("synology.dockr", "auto")],
+     r"synology\.dockr: unknown key \(known: docker, bundle_dir, .*did you mean 'docker'"),
+    ("synology section not a mapping", [("synology", "nas")], r"synology: expected a mapping, got 'nas'"),
+    ("synology nginx not a mapping", [("synology.nginx", "fast")], r"synology\.nginx: expected a mapping, got 'fast'"),
+    ("synology nginx has no workers", [("synology.nginx.worker_processes", 2)],
+     r"synology\.nginx\.worker_processes: unknown key \(known: stream_timeout, client_max_body_size, rate_limit, "
+     r"metrics_allow, hsts_max_age\)"),
+    ("synology nginx rate", [("synology.nginx.rate_limit.per_session", "10/s")],
+     r"synology\.nginx\.rate_limit\.per_session: expected a rate like '10r/s' or '600r/m', got '10/s'"),
+    ("volume with a named volume", [("synology.loop_api.volumes[1]", "vault:/vault/exec")],
+     r"synology\.loop_api\.volumes\[1\]: expected a bind mount '/host/path:/container/path' with an optional "
+     r"':ro' or ':rw', got 'vault:/vault/exec'"),
+    ("volume with a bad mode", [("synology.loop_mcp.volumes[0]", "/volume1/LOOP_CORE/vault/LOOP:/vault:rx")],
+     r"synology\.loop_mcp\.volumes\[0\]: expected a bind mount .*got '/volume1/LOOP_CORE/vault/LOOP:/vault:rx'"),
+    ("volume with a relative container path", [("synology.loop_mcp.volumes[0]", "/volume1/LOOP_CORE:vault")],
+     r"synology\.loop_mcp\.volumes\[0\]: expected a bind mount .*got '/volume1/LOOP_CORE:vault'"),
+    ("volume without a container path", [("synology.loop_mcp.volumes[0]", "/volume1/LOOP_CORE")],
+     r"synology\.loop_mcp\.volumes\[0\]: expected a bind mount .*got '/volume1/LOOP_CORE'"),
+    ("volumes not a list", [("synology.loop_mcp.volumes", "/a:/b")],
+     r"synology\.loop_mcp\.volumes: expected a list, each entry a bind mount .*got '/a:/b'"),
+    ("relative build_context", [("synology.loop_mcp.build_context", "docker/loop-mcp")],
+     r"synology\.loop_mcp\.build_context: expected an absolute path starting with '/', got 'docker/loop-mcp'"),
+    ("dockerfile with a directory", [("synology.loop_api.dockerfile", "docker/Dockerfile")],
+     r"synology\.loop_api\.dockerfile: expected a file name inside build_context, got 'docker/Dockerfile'"),
+    ("loop_api and loop_mcp on one host_port", [("synology.loop_mcp.host_port", 8082)],
+     r"synology\.loop_mcp\.host_port: port 8082 is also synology\.loop_api\.host_port: two services on one port"),
+    ("host_port 443", [("synology.loop_api.host_port", 443)],
+     r"synology\.loop_api\.host_port: port 443 is DSM's nginx"),
+    ("host_port 80", [("synology.loop_mcp.host_port", 80)], r"synology\.loop_mcp\.host_port: port 80 is DSM's nginx"),
+    ("host_port out of range", [("synology.loop_api.host_port", 0)],
+     r"synology\.loop_api\.host_port: expected a port number between 1 and 65535, got 0"),
+    ("container_port not a number", [("synology.loop_mcp.container_port", "8085/tcp")],
+     r"synology\.loop_mcp\.container_port: expected a port number between 1 and 65535, got '8085/tcp'"),
+    ("two containers with one name", [("synology.loop_mcp.name", "loop-api")],
+     r"synology\.loop_mcp\.name: container name 'loop-api' is also synology\.loop_api\.name"),
+    ("container name with a space", [("synology.loop_api.name", "loop api")],
+     r"synology\.loop_api\.name: expected a container name, got 'loop api'"),
+    ("unknown restart policy", [("synology.loop_api.restart", "sometimes")],
+     r"synology\.loop_api\.restart: expected one of 'no', 'always', 'unless-stopped', 'on-failure', got 'sometimes'"),
+    ("restart policy unquoted no", [("synology.loop_mcp.restart", False)],
+     r"synology\.loop_mcp\.restart: expected one of 'no', .*got false \(YAML reads unquoted yes/no/on/off"),
+    ("docker not auto or absolute", [("synology.docker", "docker")],
+     r"synology\.docker: expected 'auto' or an absolute path, got 'docker'"),
+    ("docker path with a space", [("synology.docker", "/usr/local/bin/docker --tls")],
+     r"synology\.docker: expected 'auto' or an absolute path, got '/usr/local/bin/docker --tls'"),
+    ("relative bundle_dir", [("synology.bundle_dir", "volume1/mcp-edge")],
+     r"synology\.bundle_dir: expected an absolute path starting with '/', got 'volume1/mcp-edge'"),
+    ("patch_entries entry not a domain", [("synology.patch_entries", ["dsm.example.com", "192.0.2.20"])],
+     r"synology\.patch_entries\[1\]: expected a DNS name like 'mcp\.example\.com'.*got '192\.0\.2\.20'"),
+    ("patch_entries not a list", [("synology.patch_entries", "dsm.example.com")],
+     r"synology\.patch_entries: expected a list, each entry a DNS name .*got 'dsm\.example\.com'"),
+    ("guard_interval too short", [("synology.guard_interval", "30s")],
+     r"synology\.guard_interval: expected a duration like .* of at least 60s, got '30s'"),
+    ("health_timeout too short", [("synology.loop_api.health_timeout", 2)],
+     r"synology\.loop_api\.health_timeout: expected a duration like .* of at least 5s, got 2"),
+    ("health_path not absolute", [("synology.loop_mcp.health_path", "health")],
+     r"synology\.loop_mcp\.health_path: expected an absolute URL path, got 'health'"),
+    ("publish_address invalid", [("synology.publish_address", "0.0.0.0/0")],
+     r"synology\.publish_address: expected an IP address or a DNS name, got '0\.0\.0\.0/0'"),
+    ("container env reference not set", [("synology.loop_api.environment.API_TOKEN", f"env:{UNSET}")],
+     rf"synology\.loop_api\.environment\.API_TOKEN: environment variable {UNSET} is not set "
+     r"\(named by synology\.loop_api\.environment\.API_TOKEN\)"),
+    ("container env value not a string", [("synology.loop_mcp.environment.WORKERS", 2)],
+     r"synology\.loop_mcp\.environment\.WORKERS: expected a string value .*got 2"),
     ("missing secret env var", [("ssh.sudo_password_env", UNSET)],
      rf"ssh\.sudo_password_env: environment variable {UNSET} is not set \(named by ssh\.sudo_password_env\)"),
     ("lowercase sudo env name", [("ssh.sudo_password_env", "sudo_pw")],
@@ -194,10 +262,14 @@ def test_example_loads_with_defaults(env):
     s = load(str(EXAMPLE))
     assert s.path == str(EXAMPLE)
     assert s.raw["hosts"][0]["name"] == "gw1"
-    [host] = s.hosts
+    host, nas = s.hosts
     assert (host.name, host.group, host.address, host.domain) == ("gw1", "ubuntu", "203.0.113.10", "mcp.example.com")
     assert host.sudo_password == "s3cret-pw" and isinstance(host.sudo_password, Secret)
     assert host.ssh["key_file"] == str(env / "home" / ".ssh" / "id_ed25519")
+    assert (nas.name, nas.group, nas.address, nas.domain) == ("nas1", "synology", "192.0.2.20", "loop.example.com")
+    assert (nas.ssh["user"], nas.ssh["file_transfer"], nas.ssh["port"]) == ("admin", "scp", 22)
+    assert nas.sudo_password == "s3cret-pw"  # inherited from ssh.sudo_password_env
+    assert s.host("nas1") is nas
     ubuntu = s.group("ubuntu")
     assert ubuntu["nginx"]["stream_timeout"] == 86400
     assert ubuntu["supergateway"]["session_timeout"] == 1800
@@ -206,6 +278,54 @@ def test_example_loads_with_defaults(env):
     assert ubuntu["acme"]["server"] == "https://acme-v02.api.letsencrypt.org/directory"
     assert ubuntu["acme"]["ca_bundle_file"] is None
     assert ubuntu["nginx"]["metrics_allow"] == ["127.0.0.1/32", "::1/128"]
+
+
+def test_example_synology_section(env):
+    nas = load(str(EXAMPLE)).group("synology")
+    assert nas["docker"] == "auto"
+    assert nas["bundle_dir"] == "/volume1/mcp-edge"
+    assert nas["certificate_conf"] == "/usr/syno/etc/www/certificate/system_default/cert.conf"
+    assert (nas["publish_address"], nas["upstream_host"]) == ("127.0.0.1", "127.0.0.1")
+    assert nas["patch_entries"] == []
+    assert nas["guard_interval"] == 300
+    assert nas["nginx"] == {
+        "stream_timeout": 86400,
+        "client_max_body_size": "4m",
+        "rate_limit": {"per_ip": "20r/s", "per_ip_burst": 40, "per_session": "10r/s", "per_session_burst": 20,
+                       "streams_per_ip": 50},
+        "metrics_allow": ["127.0.0.1/32", "::1/128"],
+        "hsts_max_age": 31536000,
+    }
+    api, mcp = nas["loop_api"], nas["loop_mcp"]
+    assert (api["name"], api["host_port"], api["container_port"]) == ("loop-api", 8082, 8081)
+    assert (mcp["name"], mcp["host_port"], mcp["container_port"]) == ("loop-mcp", 8085, 8085)
+    assert (api["build_context"], api["dockerfile"]) == ("/volume1/docker/loop-api", "Dockerfile")
+    assert (mcp["build_context"], mcp["dockerfile"]) == ("/volume1/docker/loop-mcp", "Dockerfile.mcp")
+    assert api["volumes"] == [
+        "/volume1/LOOP_CORE/vault/LOOP:/vault:rw",
+        "/volume1/LOOP_CLevel/vault/loop_exec:/vault/exec:ro",
+    ]
+    assert mcp["volumes"] == ["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"]
+    assert api["environment"]["EXEC_VAULT_DIR"] == "/vault/exec" and "EXEC_VAULT_DIR" not in mcp["environment"]
+    for c in (api, mcp):
+        assert c["base_image"] == "python:3.11-slim"
+        assert (c["restart"], c["health_path"], c["health_timeout"]) == ("unless-stopped", "/health", 90)
+        assert c["environment"]["TZ"] == "Asia/Seoul"
+
+
+def test_synology_is_a_supported_group():
+    assert settings.GROUP_SCHEMAS["synology"] is settings.SYNOLOGY_SCHEMA
+    assert settings.known_groups() == ["ubuntu", "synology"]
+    assert settings.DEFAULTS["synology"]["guard_interval"] == "5m"
+    assert settings.DEFAULTS["synology"]["loop_mcp"]["dockerfile"] == "Dockerfile.mcp"
+    # the MCP proxy settings are shared: the same fields on both targets, DSM owns the worker settings
+    assert set(settings.SYNOLOGY_SCHEMA["nginx"]) == set(settings.MCP_NGINX_FIELDS)
+    assert set(settings.MCP_NGINX_FIELDS) < set(settings.UBUNTU_SCHEMA["nginx"])
+    for key, field in settings.MCP_NGINX_FIELDS.items():
+        assert settings.SYNOLOGY_SCHEMA["nginx"][key] is field and settings.UBUNTU_SCHEMA["nginx"][key] is field
+    dotted = [d for d, _ in settings.iter_fields()]
+    assert "synology.loop_api.volumes" in dotted and "synology.nginx.rate_limit.per_ip" in dotted
+    assert "synology.nginx.worker_processes" not in dotted
 
 
 def test_example_shows_the_defaults():
@@ -227,6 +347,7 @@ def test_example_shows_the_defaults():
         seen += 1
     assert seen > 30
     assert settings.DEFAULTS["ubuntu"]["nginx"]["stream_timeout"] == "24h"
+    assert settings.DEFAULTS["synology"]["nginx"]["stream_timeout"] == "24h"
 
 
 def test_minimal_file_gets_every_default(env):
@@ -239,6 +360,68 @@ def test_minimal_file_gets_every_default(env):
     data = s.inventory()["ubuntu"][0][1]
     assert "_sudo_password" not in data and "ssh_key" not in data
     assert data["ssh_user"] == "deploy" and data["ssh_port"] == 22
+    # no synology host and no synology section: its defaults are there all the same
+    assert s.inventory()["synology"] == []
+    assert s.group("synology")["loop_api"]["host_port"] == 8082
+
+
+def test_synology_only_file_needs_no_section(env):
+    nas = {"name": "nas", "group": "synology", "address": "nas.lan", "domain": "loop.example.org"}
+    write({"hosts": [nas], "ssh": {"key_file": None}})
+    s = load("settings.yaml")
+    assert s.group("synology")["guard_interval"] == 300
+    assert s.group("synology")["loop_mcp"]["volumes"] == ["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"]
+    assert s.group("ubuntu")["acme"]["email"] is None  # no ubuntu host: the unused section is not required
+    [(name, data)] = s.inventory()["synology"]
+    assert name == "nas" and s.inventory()["ubuntu"] == []
+    assert data["mcp_edge_host"] == {"name": "nas", "group": "synology", "domain": "loop.example.org"}
+
+
+def test_synology_normalization(env, monkeypatch):
+    monkeypatch.setenv("LOOP_TOKEN", "tok-456")
+    s = load_mutated(
+        ("hosts[1].domain", "Loop.Example.COM"),
+        ("synology.docker", "/usr/local/bin/docker"),
+        ("synology.bundle_dir", "/volume1//mcp-edge/"),
+        ("synology.patch_entries", ["DSM.Example.com"]),
+        ("synology.guard_interval", "1h"),
+        ("synology.nginx.stream_timeout", "7d"),
+        ("synology.nginx.client_max_body_size", "8M"),
+        ("synology.loop_api.volumes", ["/volume1/a:/a", "/volume1/b:/b:ro"]),
+        ("synology.loop_api.build_context", "/volume1/docker/./loop-api/"),
+        ("synology.loop_api.environment", {"API_TOKEN": "env:LOOP_TOKEN", "TZ": "UTC"}),
+        ("synology.loop_mcp.restart", "no"),
+        ("synology.loop_mcp.health_timeout", "2m"),
+    )
+    assert s.host("nas1").domain == "loop.example.com"
+    nas = s.group("synology")
+    assert nas["docker"] == "/usr/local/bin/docker"
+    assert nas["bundle_dir"] == "/volume1/mcp-edge"
+    assert nas["patch_entries"] == ["dsm.example.com"]
+    assert nas["guard_interval"] == 3600
+    assert nas["nginx"]["stream_timeout"] == 7 * 86400 and nas["nginx"]["client_max_body_size"] == "8m"
+    assert nas["loop_api"]["volumes"] == ["/volume1/a:/a:rw", "/volume1/b:/b:ro"]
+    assert nas["loop_api"]["build_context"] == "/volume1/docker/loop-api"
+    env_map = nas["loop_api"]["environment"]
+    assert env_map == {"API_TOKEN": "tok-456", "TZ": "UTC"}
+    assert isinstance(env_map["API_TOKEN"], Secret) and not isinstance(env_map["TZ"], Secret)
+    assert "tok-456" not in repr(nas)
+    assert nas["loop_mcp"]["restart"] == "no" and nas["loop_mcp"]["health_timeout"] == 120
+    # the ubuntu section is untouched by the synology one
+    assert s.group("ubuntu")["nginx"]["stream_timeout"] == 86400
+
+
+def test_group_returns_a_copy(env):
+    s = load(str(EXAMPLE))
+    s.group("synology")["loop_api"]["volumes"].append("/x:/y:rw")
+    assert len(s.group("synology")["loop_api"]["volumes"]) == 2
+
+
+@pytest.mark.parametrize("dotted", ["synology.loop_api", "synology.loop_mcp", "ubuntu.supergateway"])
+def test_checked_subsection_not_a_mapping(env, dotted):
+    pattern = rf"(^|\n)settings\.yaml: {re.escape(dotted)}: expected a mapping, got 'fast'"
+    with pytest.raises(SettingsError, match=pattern):
+        load_mutated((dotted, "fast"))
 
 
 def test_normalization(env, monkeypatch):
@@ -277,7 +460,7 @@ def test_per_host_ssh_overrides_and_inventory(env):
                           strict_host_key_checking="accept-new", file_transfer="scp")),
     )
     inv = s.inventory()
-    assert set(inv) == {"ubuntu", "synology"} and inv["synology"] == []
+    assert set(inv) == {"ubuntu", "synology"} and inv["synology"] == []  # gw2 replaced nas1
     (n1, d1), (n2, d2) = inv["ubuntu"]
     assert (n1, d1["ssh_port"], d1["ssh_user"], d1["_sudo_password"]) == ("gw1", 22, "deploy", "s3cret-pw")
     assert (n2, d2["ssh_port"], d2["ssh_user"], d2["_sudo_password"]) == ("gw2", 2222, "admin", "file-pw")
@@ -338,8 +521,8 @@ def test_yaml_duplicate_key(env):
 
 def test_top_level_list(env):
     Path("settings.yaml").write_text("- ssh\n- hosts\n")
-    with pytest.raises(SettingsError, match=r"^settings\.yaml: expected a mapping of sections \(ssh, hosts, ubuntu\) "
-                                            r"at the top level, got a list"):
+    with pytest.raises(SettingsError, match=r"^settings\.yaml: expected a mapping of sections "
+                                            r"\(ssh, hosts, ubuntu, synology\) at the top level, got a list"):
         load("settings.yaml")
 
 
@@ -400,6 +583,9 @@ def test_host_repr_does_not_leak_the_sudo_password(env):
     s = load(str(EXAMPLE))
     assert "s3cret-pw" not in repr(s.hosts) and "s3cret-pw" not in repr(s.inventory())
     assert s.inventory()["ubuntu"][0][1]["_sudo_password"] == "s3cret-pw"
+    nas = s.inventory()["synology"][0][1]
+    assert nas["_sudo_password"] == "s3cret-pw"
+    assert (nas["ssh_user"], nas["ssh_file_transfer_protocol"]) == ("admin", "scp")
 
 
 # --- extensibility ----------------------------------------------------------------------------
@@ -408,7 +594,7 @@ def test_host_repr_does_not_leak_the_sudo_password(env):
 @pytest.fixture
 def registry(monkeypatch):
     """Undo register_section() after the test."""
-    for name in ("synology", "control"):
+    for name in ("freebsd", "control"):
         for table in (settings.GROUP_SCHEMAS, settings.OTHER_SECTIONS, settings.SECTION_CHECKS, settings.DEFAULTS):
             monkeypatch.setitem(table, name, None)
             monkeypatch.delitem(table, name)
@@ -416,35 +602,57 @@ def registry(monkeypatch):
 
 def test_registered_group_and_section(env, registry):
     settings.register_section(
-        "synology",
-        {"container": {"enabled": settings.Field(settings.Bool(), True, "run the gateway container")}},
+        "freebsd",
+        {"jail": {"enabled": settings.Field(settings.Bool(), True, "run the gateway in a jail")}},
         group=True,
     )
     settings.register_section(
         "control", {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
     )
-    s = load_mutated(("hosts[1]", {"name": "nas", "group": "synology", "address": "nas.lan"}),
-                     ("synology", {"container": {"enabled": False}}))
-    assert s.group("synology") == {"container": {"enabled": False}}
+    s = load_mutated(("hosts[2]", {"name": "bsd", "group": "freebsd", "address": "bsd.lan"}),
+                     ("freebsd", {"jail": {"enabled": False}}))
+    assert s.group("freebsd") == {"jail": {"enabled": False}}
     assert s.section("control") == {"parallel": 5}
-    assert [n for n, _ in s.inventory()["synology"]] == ["nas"]
-    assert settings.DEFAULTS["synology"] == {"container": {"enabled": True}}
+    assert [n for n, _ in s.inventory()["freebsd"]] == ["bsd"]
+    assert [n for n, _ in s.inventory()["synology"]] == ["nas1"]
+    assert settings.known_groups() == ["ubuntu", "synology", "freebsd"]
+    assert settings.DEFAULTS["freebsd"] == {"jail": {"enabled": True}}
     assert ("control.parallel", settings.OTHER_SECTIONS["control"]["parallel"]) in list(settings.iter_fields())
+
+
+def test_registry_fixture_leaves_synology_alone(registry):
+    assert settings.GROUP_SCHEMAS["synology"] is settings.SYNOLOGY_SCHEMA
+    assert "freebsd" not in settings.GROUP_SCHEMAS and "control" not in settings.OTHER_SECTIONS
 
 
 def test_bool_given_as_yes_string(env, registry):
     settings.register_section(
-        "synology", {"container": {"enabled": settings.Field(settings.Bool(), True, "run it")}}, group=True
+        "freebsd", {"jail": {"enabled": settings.Field(settings.Bool(), True, "run it")}}, group=True
     )
-    with pytest.raises(SettingsError, match=r"settings\.yaml: synology\.container\.enabled: expected true or false "
+    with pytest.raises(SettingsError, match=r"settings\.yaml: freebsd\.jail\.enabled: expected true or false "
                                             r"\(an unquoted YAML boolean\), got 'yes'"):
-        load_mutated(("synology", {"container": {"enabled": "yes"}}))
+        load_mutated(("freebsd", {"jail": {"enabled": "yes"}}))
+
+
+def test_reserved_group_without_schema_is_named(env, monkeypatch):
+    """A group name reserved for later (as synology was) is refused with its own message."""
+    monkeypatch.setattr(settings, "RESERVED_GROUPS", ("synology", "freebsd"))
+    assert settings.known_groups() == ["ubuntu", "synology", "freebsd"]
+    with pytest.raises(SettingsError) as exc:
+        load_mutated(("hosts[1].group", "freebsd"), ("freebsd", {}))
+    assert exc.value.problems == [
+        "settings.yaml: freebsd: the freebsd group is not supported yet (no 'freebsd' settings section is registered)",
+        "settings.yaml: hosts[1].group: the freebsd group is not supported yet "
+        "(no 'freebsd' settings section is registered)",
+    ]
 
 
 def test_group_without_schema_is_a_key_error(env):
     s = load(str(EXAMPLE))
-    with pytest.raises(KeyError, match="synology"):
-        s.group("synology")
+    assert s.group("synology")["docker"] == "auto"
+    with pytest.raises(KeyError, match=r"no settings section for group 'windows' "
+                                       r"\(groups with one: ubuntu, synology\)"):
+        s.group("windows")
 
 
 def test_min_node_major():

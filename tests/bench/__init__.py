@@ -405,6 +405,7 @@ def dsm_regenerate(t: Target) -> None:
     """What DSM does on a UI save, reboot or update (dsm.md §2): re-render the
     reverse-proxy file from ReverseProxy.json, dropping hand edits, and reload."""
     target_exec(t, "sh", "-c", "/usr/syno/bin/synow3tool --gen-all && /usr/syno/bin/synosystemctl reload nginx")
+    time.sleep(1.5)  # a reload returns before nginx's new workers take over
 
 
 def write_known_hosts() -> None:

@@ -54,7 +54,24 @@ async def lifespan(app):
         yield
 
 
-app = Starlette(routes=[Route("/health", health), *http.routes, *sse.routes], lifespan=lifespan)
+class NoAccelBuffering:
+    """The SDK's SSE responses carry `X-Accel-Buffering: no`; drop it, so what
+    reaches clients depends on the proxy's own settings (what the bench tests)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def strip(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                      if k.lower() != b"x-accel-buffering"]
+            await send(message)
+
+        await self.app(scope, receive, strip)
+
+
+app = NoAccelBuffering(Starlette(routes=[Route("/health", health), *http.routes, *sse.routes], lifespan=lifespan))
 
 if __name__ == "__main__":
     uvicorn.run(app, host="0.0.0.0", port=8085, timeout_keep_alive=300, log_level="warning")
