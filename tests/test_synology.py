@@ -186,17 +186,20 @@ def test_nas_operations_as_pyinfra_commands(nas):
     api = settings()["loop_api"]["name"]
     res = bench.pyinfra("--limit", nas.name, "--sudo", "--json", "fact", "mcpedge.facts.NasStatus",
                         f"services={api},{settings()['loop_mcp']['name']}")
-    status = json.loads(res.stdout)
-    state = next(iter(status.values()))
+    state = next(iter(json.loads(res.stdout).values()))[nas.name]  # {fact: {host: data}}
     assert state[api]["status"] == "running" and state[api]["health"] == "healthy"
 
     before = container_started_at(api)
     bench.pyinfra("--limit", nas.name, "-y", "mcpedge.nas.restart", f"service={api}")
     assert container_started_at(api) != before
 
+    before = container_started_at(api)
+    bench.pyinfra("--limit", nas.name, "-y", "mcpedge.nas.rebuild", f"service={api}")
+    assert container_started_at(api) != before
+
     res = bench.pyinfra("--limit", nas.name, "--sudo", "--json", "fact", "mcpedge.facts.NasLogs",
                         f"service={api}", "lines=5")
-    assert isinstance(next(iter(json.loads(res.stdout).values())), list)
+    assert isinstance(next(iter(json.loads(res.stdout).values()))[nas.name], list)
     # Nothing the deploy manages changed: an apply has nothing to do once it is healthy again.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "healthy" not in bench.run(
