@@ -1,5 +1,5 @@
-"""Synology NAS hosts: the validated `synology:` section of the settings (once supported)."""
+"""Synology NAS hosts: the validated `synology:` section of the settings."""
 
-from mcpedge.settings import GROUP_SCHEMAS as _GROUP_SCHEMAS, current as _current
+from mcpedge.settings import current as _current
 
-mcp_edge = _current().group("synology") if "synology" in _GROUP_SCHEMAS else {}
+mcp_edge = _current().group("synology")

@@ -5,6 +5,8 @@ validated (`nginx -t`) and reloaded by mcp-edge-nginx-commit, which puts the
 last-good files back when validation fails.
 """
 
+from io import StringIO
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles
@@ -96,7 +98,6 @@ def configure_site():
 
 
 def _manifest():
-    from io import StringIO
     return StringIO("\n".join(managed_files()) + "\n")
 
 

@@ -271,3 +271,24 @@ def test_setting_that_breaks_nginx_is_rolled_back_and_nginx_keeps_serving(ubuntu
     assert bench.target_exec(ubuntu, "sh", "-c", f"sha1sum {files}") == sums_before
     # The good settings converge with nothing to change: the restore was exact.
     assert bench.apply()["changed"] == []
+
+
+def test_more_gateway_instances_then_fewer(ubuntu, ca_file):
+    """Two Streamable HTTP instances behind the pool (sessions stick to one), then
+    back to one: the removed instance is stopped and its settings removed."""
+    two = yaml.safe_load((bench.STATE / "settings.yaml").read_text())
+    two["ubuntu"]["supergateway"]["http_instances"] = 2
+    res = bench.apply(settings=bench.write_settings(two, name="settings-two-instances.yaml"))
+    assert "Supergateway | Gateway http-2 running and enabled" in res["changed"]
+    assert bench.target_exec(ubuntu, "systemctl", "is-active", "mcp-edge-gateway@http-2").strip() == "active"
+    for _ in range(3):  # each session works end to end through the pool
+        assert asyncio.run(check_streamable(ubuntu.url, ca_file))["echo"] == "mcp-edge"
+
+    res = bench.apply()
+    assert "Supergateway | Stop removed gateway instance http-2" in res["changed"]
+    state = bench.target_exec(ubuntu, "systemctl", "is-active", "mcp-edge-gateway@http-2", check=False).strip()
+    assert state in ("inactive", "failed")
+    assert bench.target_exec(ubuntu, "sh", "-c", "test -e /etc/mcp-edge/gateway-http-2.env && echo kept || echo gone"
+                             ).strip() == "gone"
+    assert asyncio.run(check_streamable(ubuntu.url, ca_file))["echo"] == "mcp-edge"
+    assert bench.apply()["changed"] == []

@@ -521,6 +521,11 @@ def down() -> None:
     for name in [t.container for t in TARGETS.values()] + [ACME_CONTAINER] + siblings:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
+    hosts = Path("/etc/hosts")
+    text = hosts.read_text()
+    if HOSTS_BEGIN in text:
+        head, _, rest = text.partition(HOSTS_BEGIN)
+        hosts.write_text(head.rstrip("\n") + "\n" + rest.partition(HOSTS_END)[2].lstrip("\n"))
     if STATE.exists():
         shutil.rmtree(STATE)
 
