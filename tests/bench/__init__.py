@@ -490,6 +490,7 @@ def write_endpoints() -> dict:
             # Ubuntu: Pebble issued the certificate; the NAS serves DSM's own (bench CA).
             "ca_file": str(STATE / ("pebble-root.pem" if group == "ubuntu" else "ca/ca.pem")),
             "ssh_port": t.ssh_port,
+            "ssh_user": t.user,
             "container": t.container,
             "host": t.name,
             "domain": t.domain,
@@ -572,7 +573,7 @@ def sandbox() -> int:
     print("\nThe sandbox is up:")
     for group, ep in endpoints.items():
         print(f"  {group:9} {ep['url']}/mcp (Streamable HTTP)   {ep['url']}/sse (SSE)   "
-              f"ssh -p {ep['ssh_port']} deploy@127.0.0.1 ({ep['container']})")
+              f"ssh -p {ep['ssh_port']} {ep['ssh_user']}@127.0.0.1 ({ep['container']})")
         print(f"  {'':9} trust: {ep['ca_file']}   e.g. curl --cacert {ep['ca_file']} {ep['url']}/health")
     print(f"  endpoints: {STATE / 'endpoints.json'}")
     return 0
