@@ -49,7 +49,7 @@ def _commit(name, changed):
 def _site(name, ctx):
     available = nginx_template(
         name=f"nginx site {name}", src=f"templates/etc/nginx/sites-available/{name}.j2",
-        dest=f"/etc/nginx/sites-available/{name}", **ctx,
+        dest=f"/etc/nginx/sites-available/{name}", create_remote_dir=False, **ctx,
     )
     enabled = files.link(name=f"Enable nginx site {name}", path=f"/etc/nginx/sites-enabled/{name}",
                          target=f"/etc/nginx/sites-available/{name}", user="root", group="root")
@@ -66,21 +66,23 @@ def configure_http():
         name="nginx validate-and-reload script", src="templates/usr/local/sbin/mcp-edge-nginx-commit.j2",
         dest=NGINX_COMMIT, user="root", group="root", mode="755", commit=ctx["commit"],
     ))
+    # create_remote_dir=False on files whose directory the nginx package or an
+    # earlier operation creates: `--dry --diff` then shows them on a fresh host.
     files.put(name="List of nginx files the bundle manages", src=_manifest(), dest=NGINX_MANIFEST,
-              user="root", group="root", mode="644")
+              user="root", group="root", mode="644", create_remote_dir=False)
     server.shell(name="Keep the distribution's nginx files as last-good (first run only)",
                  commands=[f"{NGINX_COMMIT} seed"], _if=changed[0].did_change)
 
     changed.append(nginx_template(name="nginx main config (workers)", src="templates/etc/nginx/nginx.conf.j2",
-                                  dest="/etc/nginx/nginx.conf", **ctx))
+                                  dest="/etc/nginx/nginx.conf", create_remote_dir=False, **ctx))
     changed.append(nginx_template(name="nginx http level: JSON log, rate limits, upstreams",
                                   src="templates/etc/nginx/conf.d/mcp-edge-http.conf.j2",
-                                  dest="/etc/nginx/conf.d/mcp-edge-http.conf", **ctx))
+                                  dest="/etc/nginx/conf.d/mcp-edge-http.conf", create_remote_dir=False, **ctx))
     files.directory(name="nginx MCP snippet directory", path=NGINX_SNIPPET_DIR, user="root", group="root", mode="755")
     for snippet in MCP_SNIPPETS:
         changed.append(nginx_template(name=f"nginx MCP snippet {snippet}",
                                       src=f"templates/etc/nginx/snippets/mcp-edge/{snippet}.j2",
-                                      dest=f"{NGINX_SNIPPET_DIR}/{snippet}", **ctx))
+                                      dest=f"{NGINX_SNIPPET_DIR}/{snippet}", create_remote_dir=False, **ctx))
     files.directory(name="ACME challenge webroot", path=ctx["acme"]["webroot"], user="root", group="root", mode="755")
     changed += _site(ACME_SITE, ctx)
     changed.append(files.link(name="Disable the distribution's default site",

@@ -7,7 +7,8 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from mcpedge.context import CONFIG_DIR, GATEWAY_PRELOAD, GATEWAY_UNIT, ubuntu_context
-from mcpedge.operations import npm_global
+from mcpedge.operations import npm_global, secret_template
+from mcpedge.settings import Secret
 
 
 @deploy("Supergateway")
@@ -30,15 +31,19 @@ def configure_gateway():
 
     # Installed once, pinned; never `npx -y` at service start.
     package = npm_global(name=f"Install Supergateway {gw['version']}", package="supergateway", version=gw["version"])
+    # create_remote_dir=False: the directories come from the operations above,
+    # and `--dry --diff` shows a new file's diff only when no mkdir comes first.
     preload = files.template(
         name="Loopback-bind preload for Supergateway",
         src="templates/usr/local/lib/mcp-edge/listen-loopback.cjs.j2", dest=GATEWAY_PRELOAD,
-        user="root", group="root", mode="644", bind_address="127.0.0.1",
+        user="root", group="root", mode="644", create_remote_dir=False, bind_address="127.0.0.1",
     )
-    shared_env = files.template(
+    # Secret values (`env:NAME` settings) never reach a diff, the log or --json.
+    secrets = {k: v for k, v in host.data.mcp_edge["supergateway"]["environment"].items() if isinstance(v, Secret)}
+    shared_env = secret_template(
         name="Gateway environment file (0600, may hold secrets)",
         src="templates/etc/mcp-edge/gateway.env.j2", dest=f"{CONFIG_DIR}/gateway.env",
-        user=user, group=user, mode="600", gw=gw,
+        user=user, group=user, mode="600", secret_names=sorted(secrets), secrets=list(secrets.values()), gw=gw,
     )
     unit = files.template(
         name="Gateway systemd unit",
@@ -49,7 +54,7 @@ def configure_gateway():
         i.name: files.template(
             name=f"Gateway instance {i.name} settings",
             src="templates/etc/mcp-edge/gateway-instance.env.j2", dest=i.env_file,
-            user=user, group=user, mode="600", instance=i,
+            user=user, group=user, mode="600", create_remote_dir=False, instance=i,
         )
         for i in gw["instances"]
     }
