@@ -7,6 +7,7 @@
 from pyinfra import host
 
 from tasks.certbot import configure_certbot
+from tasks.control import configure_drift_control
 from tasks.nas_containers import configure_containers
 from tasks.nas_nginx import configure_nas_nginx
 from tasks.nginx import configure_http, configure_site
@@ -23,3 +24,6 @@ if "ubuntu" in host.groups:
 if "synology" in host.groups:
     configure_containers()   # loop-api and loop-mcp, each recreated only on its own change
     configure_nas_nginx()    # DSM's nginx: own server block, patched entries, the guard
+
+if "control" in host.groups:
+    configure_drift_control()  # timer + service: scheduled drift check and repair

@@ -1104,3 +1104,7 @@ def current() -> Settings:
     if _current is None:
         return use(os.environ.get(ENV_VAR, DEFAULT_PATH))
     return _current
+
+# The control: section (drift repair) registers itself; imported last, it sees
+# everything above.
+from . import control as _control  # noqa: E402,F401

@@ -71,9 +71,9 @@ BAD = [
     ("unknown key", [("ubuntu.nginx.wrker_processes", 2)],
      r"ubuntu\.nginx\.wrker_processes: unknown key \(known: worker_processes, .*did you mean 'worker_processes'"),
     ("unknown top-level section", [("ubutnu", {})],
-     r"ubutnu: unknown top-level section \(known: ssh, hosts, ubuntu, synology\); did you mean 'ubuntu'"),
+     r"ubutnu: unknown top-level section \(known: ssh, hosts, ubuntu, synology, control\); did you mean 'ubuntu'"),
     ("misspelt synology section", [("synolgy", {})],
-     r"synolgy: unknown top-level section \(known: ssh, hosts, ubuntu, synology\); did you mean 'synology'"),
+     r"synolgy: unknown top-level section \(known: ssh, hosts, ubuntu, synology, control\); did you mean 'synology'"),
     ("unknown host key", [("hosts[0].domian", "x.example.com")], r"hosts\[0\]\.domian: unknown key \(known: name, group"),
     ("wrong type for port", [("ssh.port", "twenty")],
      r"ssh\.port: expected a port number between 1 and 65535, got 'twenty'"),
@@ -103,7 +103,7 @@ BAD = [
     ("no hosts", [("hosts", [])], r"hosts: expected a non-empty list of hosts, got an empty list"),
     ("hosts section missing", [("hosts", DELETE)], r"hosts: missing required section"),
     ("unknown group", [("hosts[0].group", "windows")],
-     r"hosts\[0\]\.group: unknown group 'windows' \(known groups: ubuntu, synology\)"),
+     r"hosts\[0\]\.group: unknown group 'windows' \(known groups: ubuntu, synology, control\)"),
     # --- the synology section (hosts[1] of the example is the NAS nas1) ---
     ("synology host without domain", [("hosts[1].domain", DELETE)],
      r"hosts\[1\]\.domain: missing: hosts in group 'synology' need a domain \(the public name of their MCP endpoint\)"),
@@ -315,7 +315,7 @@ def test_example_synology_section(env):
 
 def test_synology_is_a_supported_group():
     assert settings.GROUP_SCHEMAS["synology"] is settings.SYNOLOGY_SCHEMA
-    assert settings.known_groups() == ["ubuntu", "synology"]
+    assert settings.known_groups() == ["ubuntu", "synology", "control"]
     assert settings.DEFAULTS["synology"]["guard_interval"] == "5m"
     assert settings.DEFAULTS["synology"]["loop_mcp"]["dockerfile"] == "Dockerfile.mcp"
     # the MCP proxy settings are shared: the same fields on both targets, DSM owns the worker settings
@@ -460,7 +460,7 @@ def test_per_host_ssh_overrides_and_inventory(env):
                           strict_host_key_checking="accept-new", file_transfer="scp")),
     )
     inv = s.inventory()
-    assert set(inv) == {"ubuntu", "synology"} and inv["synology"] == []  # gw2 replaced nas1
+    assert set(inv) == {"ubuntu", "synology", "control"} and inv["synology"] == []  # gw2 replaced nas1
     (n1, d1), (n2, d2) = inv["ubuntu"]
     assert (n1, d1["ssh_port"], d1["ssh_user"], d1["_sudo_password"]) == ("gw1", 22, "deploy", "s3cret-pw")
     assert (n2, d2["ssh_port"], d2["ssh_user"], d2["_sudo_password"]) == ("gw2", 2222, "admin", "file-pw")
@@ -522,7 +522,7 @@ def test_yaml_duplicate_key(env):
 def test_top_level_list(env):
     Path("settings.yaml").write_text("- ssh\n- hosts\n")
     with pytest.raises(SettingsError, match=r"^settings\.yaml: expected a mapping of sections "
-                                            r"\(ssh, hosts, ubuntu, synology\) at the top level, got a list"):
+                                            r"\(ssh, hosts, ubuntu, synology, control\) at the top level, got a list"):
         load("settings.yaml")
 
 
@@ -594,7 +594,7 @@ def test_host_repr_does_not_leak_the_sudo_password(env):
 @pytest.fixture
 def registry(monkeypatch):
     """Undo register_section() after the test."""
-    for name in ("freebsd", "control"):
+    for name in ("freebsd", "reporting"):
         for table in (settings.GROUP_SCHEMAS, settings.OTHER_SECTIONS, settings.SECTION_CHECKS, settings.DEFAULTS):
             monkeypatch.setitem(table, name, None)
             monkeypatch.delitem(table, name)
@@ -607,22 +607,22 @@ def test_registered_group_and_section(env, registry):
         group=True,
     )
     settings.register_section(
-        "control", {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
+        "reporting", {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
     )
     s = load_mutated(("hosts[2]", {"name": "bsd", "group": "freebsd", "address": "bsd.lan"}),
                      ("freebsd", {"jail": {"enabled": False}}))
     assert s.group("freebsd") == {"jail": {"enabled": False}}
-    assert s.section("control") == {"parallel": 5}
+    assert s.section("reporting") == {"parallel": 5}
     assert [n for n, _ in s.inventory()["freebsd"]] == ["bsd"]
     assert [n for n, _ in s.inventory()["synology"]] == ["nas1"]
-    assert settings.known_groups() == ["ubuntu", "synology", "freebsd"]
+    assert settings.known_groups() == ["ubuntu", "synology", "control", "freebsd"]
     assert settings.DEFAULTS["freebsd"] == {"jail": {"enabled": True}}
-    assert ("control.parallel", settings.OTHER_SECTIONS["control"]["parallel"]) in list(settings.iter_fields())
+    assert ("reporting.parallel", settings.OTHER_SECTIONS["reporting"]["parallel"]) in list(settings.iter_fields())
 
 
 def test_registry_fixture_leaves_synology_alone(registry):
     assert settings.GROUP_SCHEMAS["synology"] is settings.SYNOLOGY_SCHEMA
-    assert "freebsd" not in settings.GROUP_SCHEMAS and "control" not in settings.OTHER_SECTIONS
+    assert "freebsd" not in settings.GROUP_SCHEMAS and "reporting" not in settings.OTHER_SECTIONS
 
 
 def test_bool_given_as_yes_string(env, registry):
@@ -637,7 +637,7 @@ def test_bool_given_as_yes_string(env, registry):
 def test_reserved_group_without_schema_is_named(env, monkeypatch):
     """A group name reserved for later (as synology was) is refused with its own message."""
     monkeypatch.setattr(settings, "RESERVED_GROUPS", ("synology", "freebsd"))
-    assert settings.known_groups() == ["ubuntu", "synology", "freebsd"]
+    assert settings.known_groups() == ["ubuntu", "synology", "control", "freebsd"]
     with pytest.raises(SettingsError) as exc:
         load_mutated(("hosts[1].group", "freebsd"), ("freebsd", {}))
     assert exc.value.problems == [
@@ -651,7 +651,7 @@ def test_group_without_schema_is_a_key_error(env):
     s = load(str(EXAMPLE))
     assert s.group("synology")["docker"] == "auto"
     with pytest.raises(KeyError, match=r"no settings section for group 'windows' "
-                                       r"\(groups with one: ubuntu, synology\)"):
+                                       r"\(groups with one: ubuntu, synology, control\)"):
         s.group("windows")
 
 
