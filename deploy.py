@@ -2,6 +2,7 @@
 
     pyinfra inventory.py deploy.py --dry --diff   # preview
     pyinfra inventory.py deploy.py                # apply
+    python -m mcpedge.drift inventory.py          # drift check: exit 0 none, 2 drift, 1 error
 """
 
 from pyinfra import host
@@ -18,8 +19,8 @@ if "ubuntu" in host.groups:
     install_packages()
     configure_gateway()
     configure_http()      # http level + the ACME site, so certbot can validate
-    configure_certbot()
-    configure_site()      # the HTTPS MCP site, once its certificate exists
+    certificate = configure_certbot()
+    configure_site(reload_after=[certificate])  # the HTTPS MCP site, once its certificate exists
 
 if "synology" in host.groups:
     configure_containers()   # loop-api and loop-mcp, each recreated only on its own change

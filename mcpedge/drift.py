@@ -214,6 +214,17 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
     if items:
         return items
     base["actions"] = meta_cmds[:10]
+    if func_name == "operations.npm_global":
+        from mcpedge.facts import NpmGlobalPackage
+
+        installed = fact(NpmGlobalPackage, package=kwargs["package"], prefix=kwargs.get("prefix", "/usr/local"))
+        return [dict(base, before=installed or "absent", after=kwargs["version"])]
+    if func_name == "operations.certificate":
+        from mcpedge.facts import CertbotCertificate
+
+        current = fact(CertbotCertificate, cert_name=kwargs["cert_name"])
+        before = "absent" if not current else ("files missing" if not current["files_ok"] else "other server/domains")
+        return [dict(base, before=before, after="issued")]
     # Only metadata of a file changes: say which, with before and after.
     words = [c.split() for c in meta_cmds]
     if func_name in ("files.put", "files.template", "operations.nginx_template", "operations.secret_template") \

@@ -34,10 +34,11 @@ def configure_certbot():
     files.template(name="certbot deploy hook: validate and reload nginx",
                    src="templates/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx.j2",
                    dest=CERTBOT_HOOK, user="root", group="root", mode="755", create_remote_dir=False, **ctx)
-    certificate(
+    cert = certificate(
         name=f"TLS certificate for {', '.join(ctx['domains'])}",
         cert_name=ctx["cert_name"], domains=ctx["domains"], email=acme["email"],
         webroot=acme["webroot"], server=acme["server"], ca_bundle=ca_bundle,
     )
     # The distribution's timer renews; no second scheduler.
     systemd.service(name="certbot renewal timer enabled", service="certbot.timer", running=True, enabled=True)
+    return cert  # a (re-)issued certificate is served once nginx reloads

@@ -94,9 +94,11 @@ def configure_http():
 
 
 @deploy("nginx: MCP site")
-def configure_site():
+def configure_site(reload_after=()):
+    """``reload_after``: more operations whose change needs a reload (a re-issued certificate)."""
     ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
-    _commit("Validate nginx and reload the MCP site (previous files restored on failure)", _site(MCP_SITE, ctx))
+    _commit("Validate nginx and reload the MCP site (previous files restored on failure)",
+            _site(MCP_SITE, ctx) + [op for op in reload_after if op is not None])
 
 
 def _manifest():
