@@ -55,4 +55,6 @@ def control_context(ctl: dict) -> dict:
         "mode": "--repair" if ctl["repair"] else "--check",
         "state_dir": ctl["state_dir"],
         "lock": DRIFT_LOCK,
+        # systemd expands % specifiers in unit files, also inside Environment=
+        "notify_env": systemd_env_value(ctl["notify_command"]).replace("%", "%%") if ctl["notify_command"] else None,
     }

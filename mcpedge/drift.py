@@ -535,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", help="record converged digests here; classify drift corrective/intentional")
     p.add_argument("--lock", help="flock this file; if another run holds it, exit 75 without doing anything")
     p.add_argument("--limit", action="append", default=[], help="only these hosts/groups (repeatable)")
-    p.add_argument("--notify-command", help="overrides control.notify_command of the settings")
+    p.add_argument("--notify-command", help="run on a corrective change or a failure (default: "
+                   "$MCP_EDGE_DRIFT_NOTIFY, else control.notify_command of the settings)")
     p.add_argument("--collect", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -558,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_LOCKED
             raise
     try:
-        return drift(inventory, args.limit, args.repair and not args.check, state_dir, report, args.notify_command)
+        notify = args.notify_command or os.environ.get("MCP_EDGE_DRIFT_NOTIFY")
+        return drift(inventory, args.limit, args.repair and not args.check, state_dir, report, notify)
     finally:
         if lock_file:
             lock_file.close()
