@@ -1,10 +1,11 @@
 # mcp-edge: `make sandbox` (a working HTTPS MCP endpoint on local targets),
-# `make test` (the whole suite against real targets), `make sandbox-down`.
+# `make test` (the whole suite against real targets), `make sandbox-down`,
+# `make drift` (drift check of inventory.py: exit 0 none, 2 drift, 1 error).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup sandbox test sandbox-down
+.PHONY: setup sandbox test sandbox-down drift
 
 setup:
 	bash tests/bench/setup-machine.sh
@@ -24,3 +25,7 @@ test: setup
 
 sandbox-down:
 	$(PY) -m tests.bench down
+
+INVENTORY ?= inventory.py
+drift: $(VENV)/.installed
+	$(PY) -m mcpedge.drift $(INVENTORY)

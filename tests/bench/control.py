@@ -21,7 +21,7 @@ from . import (
     ROOT, SLOT, STATE, TARGETS, Target, _DOMAIN_SUFFIX, _SUFFIX, _write, log, settings_dict, start_target, target_exec,
 )
 
-CONTROL = Target("control", "ctl", f"mcp-edge-ctl{_SUFFIX}", 2223 + 10 * SLOT, f"127.0.{SLOT}.3",
+CONTROL = Target("control", "ctl", f"mcp-edge-ctl{_SUFFIX}", 2224 + 10 * SLOT, f"127.0.{SLOT}.4",
                  f"ctl.{_DOMAIN_SUFFIX}", "target")
 BUNDLE_DIR = "/opt/mcp-edge"
 SECRETS_DIR = "/etc/mcp-edge-control"  # the control host's keys and secrets (0700)
@@ -90,12 +90,16 @@ def write_settings(environment: dict[str, str], settings_extra: dict | None = No
 
 def control_view_settings(extra: dict | None = None) -> dict:
     """The bench settings as seen from the control host (gateway by container name)."""
+    gw = TARGETS["ubuntu"]
     data = copy.deepcopy(settings_dict())
+    # The gateway only: other bench hosts are not reachable this way.
+    data["hosts"] = [h for h in data["hosts"] if h["name"] == gw.name]
+    data = {k: v for k, v in data.items() if k in ("ssh", "hosts", "ubuntu")}
     data["ssh"].update(key_file=f"{SECRETS_DIR}/id_ed25519", known_hosts_file=f"{SECRETS_DIR}/known_hosts",
                        sudo_password_file=f"{SECRETS_DIR}/sudo-password")
-    data["hosts"][0].update(address=TARGETS["ubuntu"].container, port=22)
+    data["hosts"][0].update(address=gw.container, port=22)
     data["ubuntu"]["acme"]["ca_bundle_file"] = f"{SECRETS_DIR}/ca.pem"
-    for section, values in (extra or {}).items():
+    for section, values in (extra or {}).items():  # replaces whole subsections
         data.setdefault(section, {}).update(values)
     return data
 
