@@ -417,14 +417,22 @@ def write_known_hosts() -> None:
     _write(STATE / "known_hosts", "\n".join(lines) + "\n", 0o600)
 
 
+def without_hosts_block(text: str) -> str:
+    """/etc/hosts text without this slot's managed block. Markers match whole
+    lines: slot 0's marker is a prefix of the other slots' markers."""
+    lines = text.splitlines(keepends=True)
+    begin, end = HOSTS_BEGIN + "\n", HOSTS_END + "\n"
+    if begin not in lines:
+        return text
+    start = lines.index(begin)
+    stop = lines.index(end, start) + 1 if end in lines[start:] else len(lines)
+    return "".join(lines[:start] + lines[stop:])
+
+
 def write_etc_hosts() -> None:
     """Resolve the bench domains to their loopback addresses (managed block)."""
     path = Path("/etc/hosts")
-    text = path.read_text()
-    if HOSTS_BEGIN in text:
-        head, _, rest = text.partition(HOSTS_BEGIN)
-        _, _, tail = rest.partition(HOSTS_END)
-        text = head.rstrip("\n") + "\n" + tail.lstrip("\n")
+    text = without_hosts_block(path.read_text())
     names = [(t.public_ip, t.domain) for t in TARGETS.values()] + [(TARGETS["synology"].public_ip, LEGACY_DOMAIN)]
     block = "\n".join([HOSTS_BEGIN] + [f"{ip} {name}" for ip, name in names] + [HOSTS_END])
     new = text.rstrip("\n") + "\n" + block + "\n"
@@ -523,10 +531,7 @@ def down() -> None:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     hosts = Path("/etc/hosts")
-    text = hosts.read_text()
-    if HOSTS_BEGIN in text:
-        head, _, rest = text.partition(HOSTS_BEGIN)
-        hosts.write_text(head.rstrip("\n") + "\n" + rest.partition(HOSTS_END)[2].lstrip("\n"))
+    hosts.write_text(without_hosts_block(hosts.read_text()))
     if STATE.exists():
         shutil.rmtree(STATE)
 
