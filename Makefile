@@ -1,11 +1,12 @@
 # mcp-edge: `make sandbox` (a working HTTPS MCP endpoint on local targets),
 # `make test` (the whole suite against real targets), `make sandbox-down`,
+# `make bench` (performance table + plot against the sandbox; BENCH_ARGS="--hosts 8 --long-idle"),
 # `make drift` (drift check of inventory.py: exit 0 none, 2 drift, 1 error).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup sandbox test sandbox-down drift
+.PHONY: setup sandbox test sandbox-down bench drift
 
 setup:
 	bash tests/bench/setup-machine.sh
@@ -22,6 +23,9 @@ sandbox: setup
 test: setup
 	$(PY) -m tests.bench up
 	$(PY) -m pytest -ra tests
+
+bench: setup
+	$(PY) -m bench $(BENCH_ARGS)
 
 sandbox-down:
 	$(PY) -m tests.bench down

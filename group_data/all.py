@@ -3,3 +3,7 @@
 # Every operation runs with sudo; the password (if any) comes from the
 # environment or a file outside the repo, through the inventory.
 _sudo = True
+
+# The sudo password reaches sudo through a 0700 askpass script, never a command
+# line (pyinfra's own way shows it in the target's process list).
+from mcpedge import sudo_askpass as _sudo_askpass  # noqa: E402,F401

@@ -27,7 +27,10 @@ CERTBOT_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx"
 
 # The shared MCP snippets: (template under templates/, file name on the host).
 MCP_SNIPPETS = ("proxy-stream.conf", "mcp-locations.conf", "json-errors.conf",
-                "security-headers.conf", "tls.conf")
+                "security-headers.conf", "tls.conf", "mcp-access.conf")
+# nginx `map` of the bearer tokens (settings nginx.access.bearer_tokens): written
+# 0600 root (nginx's master reads it), never from a template or into a diff.
+TOKEN_FILE = f"{NGINX_SNIPPET_DIR}/access-tokens.conf"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,20 @@ def mcp_context(nginx: dict, sse_servers: list[str], http_servers: list[str]) ->
         "rate_limit": nginx["rate_limit"],
         "metrics_allow": nginx["metrics_allow"],
         "hsts_max_age": nginx["hsts_max_age"],
+        # Token values stay out of the template context: only whether the gate is on.
+        "access": {"tokens": bool(nginx["access"]["bearer_tokens"]), "allow": nginx["access"]["allow"],
+                   "origins": nginx["access"]["allowed_origins"]},
+        "token_file": TOKEN_FILE,
     }
+
+
+def token_map_content(tokens: list[str]) -> str:
+    """The bearer-token map (secret): $mcp_edge_token_ok is 1 for a listed token."""
+    lines = ["# Managed by mcp-edge (0600 root: holds the bearer tokens; nginx's master reads it).",
+             "map $http_authorization $mcp_edge_token_ok {", "    default 0;"]
+    # Tokens are [A-Za-z0-9_-]{32,} (checked in the settings): nothing to escape.
+    lines += [f'    "~^(?i:bearer) +{t}$" 1;' for t in tokens]
+    return "\n".join(lines + ["}", ""])
 
 
 def commit_context(reload_commands: list[str], nginx_bin: str = "nginx") -> dict:

@@ -17,6 +17,9 @@ A short summary per host and resource goes to stdout; the JSON report
 (``--report``, default ``drift-report.json``) lists, per drifted resource:
 host, resource, kind (content, missing, mode, owner, link, directory,
 package, service, certificate, ...), before/after sha256 and a unified diff.
+Each host's public endpoint is verified as after an apply (``mcpedge.verify``;
+setting ``<group>.verify``): a failing endpoint on a host without drift is an
+error, beside drift it is reported and the repair's apply verifies again.
 Secret values never appear: files written by ``secret_template`` are diffed
 masked, and every known secret value left in the report is replaced by ``***``.
 
@@ -246,6 +249,7 @@ def _collect_on_exit(out_path: str, original_exit):
         from pyinfra import state
         from pyinfra.context import ctx_host
 
+        from mcpedge.operations import VERIFY_RESULTS
         from mcpedge.settings import current
 
         result = {"hosts": {}, "errors": [], "control": None}
@@ -273,7 +277,7 @@ def _collect_on_exit(out_path: str, original_exit):
                         continue  # a handler: runs only after another change, not drift by itself
                     with ctx_host.use(host):
                         drift.extend(_describe(state, host, op_hash, op_data))
-                result["hosts"][host.name] = {"drift": drift}
+                result["hosts"][host.name] = {"drift": drift, "verify": VERIFY_RESULTS.get(host.name)}
         except Exception as exc:  # noqa: BLE001 - reported, never hidden
             result["errors"].append(f"drift collector: {type(exc).__name__}: {exc}")
             secrets = set()
@@ -290,6 +294,7 @@ def _collect(out_path: str, inventory: str, limits: list[str]) -> None:
     from pyinfra_cli.main import main
 
     cli_module._exit = _collect_on_exit(out_path, cli_module._exit)
+    os.environ["MCP_EDGE_VERIFY_IN_DRY_RUN"] = "1"  # = operations.VERIFY_IN_DRY_RUN_ENV: prove the endpoints too
     sys.argv = ["pyinfra", inventory, "deploy.py", "--dry"] + [a for x in limits for a in ("--limit", x)]
     pyinfra.is_cli = True
     main()
@@ -390,6 +395,9 @@ def _summary(report: dict) -> list[str]:
         if h.get("error"):
             head += f": {h['error']}"
         lines.append(head)
+        if h.get("verify"):
+            v = h["verify"]
+            lines.append(f"  {'endpoint':<12} {v['url']}: " + ("verified" if v["ok"] else "FAILED (see the error)"))
         for d in (x for x in report["drift"] if x["host"] == h["host"]):
             extra = f" {d['before']} -> {d['after']}" if d["kind"] in ("mode", "owner") else ""
             lines.append(f"  {d['kind']:<12} {d['resource']}{extra}   [{d['operation']}]")
@@ -433,9 +441,13 @@ def drift(inventory: str, limits: list[str], repair: bool, state_dir: Path | Non
     hosts = []
     for name, res in (check or {}).get("hosts", {}).items():
         entry = {"host": name, "status": "no drift", "change": None, "reason": None, "drift": res.get("drift") or [],
-                 "restored": [], "error": res.get("error")}
+                 "restored": [], "error": res.get("error"), "verify": res.get("verify")}
+        failed_verify = (entry["verify"] or {}).get("error")
         if entry["error"]:
             entry["status"] = "error"
+        elif failed_verify and not entry["drift"]:
+            # Configured as intended, yet the endpoint fails: nothing to repair, someone must look.
+            entry["status"], entry["error"] = "error", failed_verify
         elif entry["drift"]:
             entry["status"] = "drift"
             if state_dir:
@@ -461,6 +473,7 @@ def drift(inventory: str, limits: list[str], repair: bool, state_dir: Path | Non
             h["restored"] = applied["changed"].get(h["host"], [])
             h["repaired_at"] = _now()
             left = ((recheck or {}).get("hosts", {}).get(h["host"]) or {})
+            h["verify"] = left.get("verify") or h["verify"]
             if applied["failed"].get(h["host"]) or applied["rc"] != 0:
                 h["status"] = "error"
                 h["error"] = f"the repair failed: {', '.join(applied['failed'].get(h['host'], [])) or applied['log']}"

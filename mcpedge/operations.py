@@ -5,11 +5,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
+import subprocess
+import sys
+import time
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations import files
@@ -17,8 +22,8 @@ from pyinfra.operations.util import files as file_utils
 
 from .facts import (
     DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
-    DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, GuardStatus, MaskedEnvFile, NginxVersion,
-    NpmGlobalPackage, SynologyDocker,
+    DockerPublishedPorts, DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, FreeDisk, GuardStatus,
+    ListeningPorts, MaskedEnvFile, NginxVersion, NodeVersion, NpmGlobalPackage, SudoUser, SynologyDocker,
 )
 
 # nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive.
@@ -55,6 +60,36 @@ def nginx_template(src, dest, user="root", group="root", mode="644", create_remo
     data["nginx_http2_directive"] = version is None or version >= HTTP2_DIRECTIVE_SINCE
     yield from files.template._inner(src=src, dest=dest, user=user, group=group, mode=mode,
                                      create_remote_dir=create_remote_dir, **data)
+
+
+@operation()
+def secret_file(dest, content, user="root", group="root", mode="600"):
+    """
+    Upload a file that holds secrets: like ``files.put``, but its content never
+    appears in ``--diff`` output (only that it would change).
+
+    + dest: remote path
+    + content: the file's text
+    + user/group/mode: ownership and permissions (0600 by default)
+
+    .. code:: python
+
+        secret_file(name="Bearer tokens (0600)", dest="/etc/nginx/snippets/mcp-edge/access-tokens.conf",
+                    content=token_map)
+    """
+    from io import StringIO
+
+    from pyinfra import state
+
+    diff = state.config.DIFF
+    state.config.DIFF = False  # the content is a secret: say that it changes, never how
+    try:
+        commands = list(files.put._inner(src=StringIO(content), dest=dest, user=user, group=group, mode=mode))
+    finally:
+        state.config.DIFF = diff
+    if diff and commands:
+        host.log(f"Will update {dest} (content not shown: it holds secrets)")
+    yield from commands
 
 
 @operation()
@@ -310,12 +345,98 @@ def dsm_boot_task(task, script):
     )
 
 
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def _check_free_disk(paths, min_free):
+    """Raise when a file system holding one of ``paths`` has less than ``min_free`` bytes."""
+    free = host.get_fact(FreeDisk, paths=list(paths))
+    for path in paths:
+        info = free.get(path)
+        if info is None:
+            raise OperationError(f"{host.name}: could not read the free space of {path} (df)")
+        if info["free"] < min_free:
+            raise OperationError(
+                f"{host.name}: only {_gib(info['free'])} free on {info['mount']} (holding {path}); the deploy needs "
+                f"at least {_gib(min_free)} (preflight.min_free_disk). Free some space, then run again.")
+
+
+def _check_ports(wanted, ours):
+    """Raise when a port in ``wanted`` ({port: what}) is held by a listener ``ours(listener)`` rejects."""
+    listeners = host.get_fact(ListeningPorts)
+    if listeners is None:
+        return "ss missing: listening ports not checked"
+    for listener in listeners:
+        what = wanted.get(listener["port"])
+        if what and not ours(listener):
+            raise OperationError(
+                f"{host.name}: port {listener['port']} ({what}) is already taken by "
+                f"{listener['process'] or 'a process'} (user {listener['user'] or 'root'}) on {listener['address']}; "
+                f"stop it or choose another port in the settings.")
+    return "ports free or ours"
+
+
 @operation()
-def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0)):
+def ubuntu_preflight(min_free_disk, disk_paths, nginx_ports=(80, 443), gateway_ports=(), node_major=None,
+                     node_source="distro", gateway_user="mcp-gateway"):
+    """
+    Refuse to touch an Ubuntu/Debian host that cannot take the deploy, before
+    anything changes: sudo works, enough free disk on ``disk_paths``, the nginx
+    ports and the gateway's loopback ports are free or held by the bundle's own
+    services (nginx; the gateway's service user), and the distribution's Node.js is new
+    enough for Supergateway when ``node_source`` is ``distro``. Changes nothing.
+
+    + min_free_disk: bytes each of ``disk_paths`` needs free
+    + gateway_ports: {port: what} or a list of the gateway's loopback ports
+    + node_major: Supergateway's minimum Node.js major (None: no minimum)
+
+    .. code:: python
+
+        ubuntu_preflight(name="Pre-flight", min_free_disk=1 << 30, disk_paths=["/", "/var"],
+                         gateway_ports=[8001, 8011], node_major=20)
+    """
+    user = host.get_fact(SudoUser, _ignore_errors=True)
+    if user != "root":
+        raise OperationError(
+            f"{host.name}: sudo does not work for {host.data.get('ssh_user')} (commands ran as {user or 'nothing'}); "
+            "check ssh.sudo_password_env / ssh.sudo_password_file or the host's sudoers rule.")
+    _check_free_disk(disk_paths, min_free_disk)
+    wanted = {p: "nginx" for p in nginx_ports}
+    wanted.update({p: "a gateway loopback port" for p in gateway_ports})
+
+    def ours(listener):
+        if listener["port"] in nginx_ports:
+            return listener["process"] == "nginx"
+        return listener["user"] == gateway_user  # the gateway's own service user
+
+    ports = _check_ports(wanted, ours)
+    node = host.get_fact(NodeVersion)
+    if node_source == "distro" and node_major and node is not None:
+        major = int(node["version"].split(".")[0])
+        if major < node_major:
+            raise OperationError(
+                f"{host.name}: Node.js {node['version']} ({'installed' if node['installed'] else 'apt candidate'}) "
+                f"is older than {node_major}, which this Supergateway version needs; set "
+                f"ubuntu.supergateway.node_source: nodesource (or pin an older supergateway).")
+    host.noop(f"pre-flight passed (sudo, disk, {ports}, Node {node['version'] if node else 'unknown yet'})")
+    yield from ()  # checks only: never a command
+
+
+DSM_PATH = "/usr/syno/bin:/usr/syno/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"
+
+
+@operation()
+def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 30, volume_path="/volume1",
+                  loop_ports=None, publish_address="127.0.0.1"):
     """
     Refuse to touch a NAS that is not what the deploy assumes: DSM 7, a docker
-    CLI, nginx, and no DSM reverse-proxy entry already claiming the hostname the
-    bundle serves with its own server block. Changes nothing.
+    CLI, nginx, enough free disk on the volume, the loop ports free or held by
+    the bundle's own containers, and no DSM reverse-proxy entry already
+    claiming the hostname the bundle serves with its own server block. Changes nothing.
+
+    + loop_ports: {host port: container name} of loop-api and loop-mcp
+    + publish_address: the NAS address they are published on (another address does not clash)
 
     .. code:: python
 
@@ -324,9 +445,25 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0)):
     version = host.get_fact(DsmVersion)
     if version is None or version < min_dsm:
         raise OperationError(f"{host.name}: not DSM {min_dsm[0]} or newer (/etc.defaults/VERSION: {version})")
-    if host.get_fact(SynologyDocker) is None:
+    docker = host.get_fact(SynologyDocker)
+    if docker is None:
         raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
                              f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
+    # DSM's sudo PATH may lack nginx's directory: the guard's PATH (dsm.md §8).
+    if host.get_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
+        raise OperationError(f"{host.name}: no nginx found: DSM's web server is what serves the MCP hostname")
+    _check_free_disk([volume_path], min_free_disk)
+    loop_ports = loop_ports or {}
+    for port, container in loop_ports.items():
+        anywhere = ("0.0.0.0", "::")
+        others = [n for n, address in host.get_fact(DockerPublishedPorts, docker=docker).get(port, [])
+                  if n not in (container, f"{container}.mcp-edge-previous")
+                  and (address == publish_address or address in anywhere or publish_address in anywhere)]
+        if others:
+            raise OperationError(f"{host.name}: port {port} (for {container}) is already published by container "
+                                 f"{', '.join(others)}; stop it or choose another host_port in the settings.")
+    _check_ports({p: f"for {c}" for p, c in loop_ports.items()},
+                 lambda listener: listener["process"] in ("docker-proxy", "dockerd"))
     for entry in host.get_fact(DsmReverseProxyEntries):
         if entry["fqdn"] == domain and entry["port"] == 443 and domain not in patch_entries:
             raise OperationError(
@@ -337,6 +474,80 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0)):
             )
     host.noop("the NAS is DSM with docker and no conflicting reverse-proxy entry")
     yield from ()  # checks only: never a command
+
+_REPO = Path(__file__).resolve().parents[1]
+VERIFY_TOKEN_ENV = "MCP_EDGE_VERIFY_TOKEN"  # = mcpedge.verify.TOKEN_ENV (that module needs the MCP SDK)
+# Set by the drift check: verify during the dry run too, and record the outcome
+# per host in VERIFY_RESULTS (a failure there is reported, not a change).
+VERIFY_IN_DRY_RUN_ENV = "MCP_EDGE_VERIFY_IN_DRY_RUN"
+VERIFY_RESULTS: dict[str, dict] = {}
+_log = logging.getLogger("pyinfra")
+
+
+def _verification_failed(state, host, message):
+    host.log_styled(message, fg="red", log_func=_log.error)
+    return False  # fails the operation, hence the host and the run
+
+
+@operation(is_idempotent=True)
+def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, allow_listed=False, attempts=2):
+    """
+    Check a public MCP endpoint from the control machine (``python -m mcpedge.verify``):
+    TLS chain and expiry, /health, SSE and Streamable HTTP with the MCP SDK, events
+    not held back by the proxy. Never a change: nothing happens in a dry run, and a
+    passing check executes no command, so it stays out of change tables and drift checks.
+
+    + url: the public https base URL
+    + ca_file: local PEM file to trust (private CAs)
+    + cert_min_days: fail when the certificate expires sooner
+    + timeout: seconds per connection and MCP step
+    + token: bearer token for a gated site; handed over in the environment, never argv
+    + allow_listed: the site has an IP allow-list; if it refuses this machine the MCP
+      checks are logged as skipped instead of failing
+    + attempts: a failure is retried once after 2 s (an nginx reload finishes asynchronously)
+
+    A failure fails the host with the check's name and the likely cause. In a drift
+    check's dry run (``MCP_EDGE_VERIFY_IN_DRY_RUN=1``) the outcome is recorded in
+    ``VERIFY_RESULTS`` for the report instead.
+    """
+    in_drift_check = bool(os.environ.get(VERIFY_IN_DRY_RUN_ENV)) and not state.is_executing
+    if not state.is_executing and not in_drift_check:
+        host.noop(f"{url} is verified after the apply")
+        return
+    cmd = [sys.executable, "-m", "mcpedge.verify", url, "--cert-min-days", str(cert_min_days),
+           "--timeout", str(timeout)]
+    if ca_file:
+        cmd += ["--ca-file", ca_file]
+    if allow_listed:
+        cmd.append("--allow-listed")
+    env = {k: v for k, v in os.environ.items() if k != VERIFY_TOKEN_ENV}
+    if token:
+        env[VERIFY_TOKEN_ENV] = str(token)
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(2)
+        try:
+            res = subprocess.run(cmd, cwd=_REPO, env=env, capture_output=True, text=True, timeout=timeout * 12)
+        except subprocess.TimeoutExpired:
+            message = f"verify {url}: no result within {timeout * 12:g} s"
+            continue
+        if res.returncode == 0:
+            for line in res.stdout.splitlines():
+                if line.startswith("SKIPPED"):
+                    host.log_styled(f"verify {url}: {line}", fg="yellow", log_func=_log.warning)
+                else:
+                    host.log(f"verify {url}: {line}")
+            message = None
+            break
+        message = f"verify {url}: {(res.stderr.strip().splitlines() or ['exit ' + str(res.returncode)])[-1]}"
+    if in_drift_check:
+        VERIFY_RESULTS[host.name] = {"url": url, "ok": message is None, "error": message}
+        host.noop(f"{url} verified" if message is None else message)
+        return
+    if message is not None:
+        yield FunctionCommand(_verification_failed, (message,), {})
+
+
 # --- Files holding secrets --------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "load",
     "min_node_major",
     "register_section",
+    "size_bytes",
     "use",
 ]
 
@@ -469,6 +470,45 @@ class EnvMap(Kind):
         return out
 
 
+class SecretRef(Kind):
+    """``env:NAME``: a secret read from this machine's environment at load time
+    (never written in the settings file). ``pattern`` checks the value's shape."""
+
+    def __init__(self, key: str, pattern: str = r"[A-Za-z0-9_-]{32,}",
+                 shape: str = "at least 32 characters of A-Z, a-z, 0-9, '_' and '-'"):
+        self.key, self.pattern, self.shape = key, re.compile(pattern), shape
+        self.expected = "'env:NAME' (the secret is read from environment variable NAME)"
+
+    def __call__(self, value, ctx):
+        if not isinstance(value, str) or not value.startswith("env:") or not _ENV_NAME.fullmatch(value[4:]):
+            self.fail(value)
+        secret = _read_env_secret(ctx, value[4:], self.key)
+        if not self.pattern.fullmatch(secret):
+            raise _Invalid(f"the value of environment variable {value[4:]} must be {self.shape}")
+        return secret
+
+
+class Origin(Kind):
+    """A browser origin: ``https://host[:port]``, lowercased, no path."""
+
+    expected = "an origin like 'https://claude.ai' (scheme and host, no path)"
+
+    def __call__(self, value, ctx):
+        if not isinstance(value, str):
+            self.fail(value)
+        parts = urlsplit(value.strip().lower())
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment or parts.username:
+            self.fail(value)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+def size_bytes(size: str) -> int:
+    """An nginx-style size from the settings ('1g', '512m', '4096') in bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
 class ListOf(Kind):
     def __init__(self, item: Kind):
         self.item = item
@@ -578,6 +618,16 @@ HOST_SCHEMA: Schema = {
 }
 
 # What the shared MCP templates need, on every target (Ubuntu and the NAS).
+# The post-deploy verification (and the drift check's), the same for both groups.
+VERIFY_FIELDS: Schema = {
+    "enabled": Field(Bool(), True, "after every apply and in drift checks, check the host's public URL from this machine"),
+    "cert_min_days": Field(Int(min=0), 14, "fail when the served certificate expires within this many days"),
+    "ca_file": Field(
+        Nullable(LocalPath(must_exist=True)), None, "local PEM file trusted for the endpoint (private CAs only)"
+    ),
+    "timeout": Field(Duration(min=1), "10s", "time allowed for each connection and MCP step"),
+}
+
 MCP_NGINX_FIELDS: Schema = {
     "stream_timeout": Field(Duration(min=1), "24h", "read/send timeout of MCP streams (seconds)"),
     "client_max_body_size": Field(Size(), "4m", "largest request body"),
@@ -592,6 +642,15 @@ MCP_NGINX_FIELDS: Schema = {
         ListOf(Cidr()), ["127.0.0.1/32", "::1/128"], "CIDRs allowed to read /metrics (nginx stub status)"
     ),
     "hsts_max_age": Field(Int(min=0), 31536000, "seconds; 0 disables HSTS"),
+    # Optional gates on the MCP endpoints (all off by default: ChatGPT and Claude
+    # connectors use OAuth or no authentication, and cannot send a bearer token).
+    "access": {
+        "bearer_tokens": Field(ListOf(SecretRef("access.bearer_tokens")), [],
+                               "tokens (each 'env:NAME') a client must send as 'Authorization: Bearer'; [] = no token gate"),
+        "allow": Field(ListOf(Cidr()), [], "CIDRs allowed to use the MCP endpoints (403 otherwise); [] = everyone"),
+        "allowed_origins": Field(Nullable(ListOf(Origin())), None,
+                                 "browser origins allowed on the MCP endpoints (403 otherwise); null = no Origin check"),
+    },
 }
 
 UBUNTU_SCHEMA: Schema = {
@@ -631,6 +690,11 @@ UBUNTU_SCHEMA: Schema = {
             Nullable(LocalPath(must_exist=True)), None, "local PEM file trusted for the ACME server (private CAs only)"
         ),
         "webroot": Field(AbsPath(), "/var/www/mcp-edge-acme", "HTTP-01 challenge files are served from here"),
+    },
+    "verify": dict(VERIFY_FIELDS),
+    "preflight": {
+        "min_free_disk": Field(Size(), "1g", "free space each of disk_paths needs before the host is changed"),
+        "disk_paths": Field(ListOf(AbsPath()), ["/", "/var"], "file systems checked for min_free_disk"),
     },
 }
 
@@ -762,7 +826,11 @@ SYNOLOGY_SCHEMA: Schema = {
     "patch_entries": Field(ListOf(Domain()), [],
                            "hostnames of DSM reverse-proxy entries to patch in place for streaming (patch mode)"),
     "guard_interval": Field(Duration(min=60), "5m", "how often the on-NAS guard re-checks the managed files"),
+    "preflight": {
+        "min_free_disk": Field(Size(), "1g", "free space the volume of bundle_dir needs before the NAS is changed"),
+    },
     "nginx": dict(MCP_NGINX_FIELDS),
+    "verify": dict(VERIFY_FIELDS),
     "loop_api": _container_schema(
         "loop-api", "/volume1/docker/loop-api", "Dockerfile", 8082, 8081,
         ["/volume1/LOOP_CORE/vault/LOOP:/vault:rw", "/volume1/LOOP_CLevel/vault/loop_exec:/vault/exec:ro"],

@@ -7,8 +7,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from mcpedge.context import synology_context
-from mcpedge.operations import dsm_boot_task, dsm_scheduled_task, guard_sync
+from mcpedge.context import TOKEN_FILE, synology_context, token_map_content
+from mcpedge.operations import dsm_boot_task, dsm_scheduled_task, guard_sync, secret_file
 from tasks.nas_containers import docker_path
 
 
@@ -24,6 +24,8 @@ def configure_nas_nginx():
         # (so the deploy and the guard converge to the same files).
         files.template(name=f"Managed copy of {live}", src=template, dest=f"{managed}{live}",
                        user="root", group="root", mode="644", nginx_http2_directive=True, **ctx)
+    secret_file(name="Managed copy of the nginx bearer tokens (0600 root; content never shown)",
+                dest=f"{managed}{TOKEN_FILE}", content=token_map_content(ctx["nginx"]["access"]["bearer_tokens"]))
     files.template(name="DSM reverse-proxy patcher (patch mode)", src="templates/volume1/mcp-edge/bin/mcp-edge-dsm-patch.j2",
                    dest=f"{ctx['bin_dir']}/mcp-edge-dsm-patch", user="root", group="root", mode="755", **ctx)
     files.template(name="On-NAS guard script", src="templates/volume1/mcp-edge/bin/mcp-edge-guard.j2",

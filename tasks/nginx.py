@@ -14,9 +14,10 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from mcpedge.context import (
-    MCP_SNIPPETS, NGINX_COMMIT, NGINX_MANIFEST, NGINX_SNIPPET_DIR, STATE_DIR, ubuntu_context,
+    MCP_SNIPPETS, NGINX_COMMIT, NGINX_MANIFEST, NGINX_SNIPPET_DIR, STATE_DIR, TOKEN_FILE, token_map_content,
+    ubuntu_context,
 )
-from mcpedge.operations import nginx_template
+from mcpedge.operations import nginx_template, secret_file
 
 ACME_SITE = "mcp-edge-acme.conf"
 MCP_SITE = "mcp-edge-site.conf"
@@ -34,6 +35,7 @@ def managed_files() -> list[str]:
         "/etc/nginx/nginx.conf",
         "/etc/nginx/conf.d/mcp-edge-http.conf",
         *(f"{NGINX_SNIPPET_DIR}/{name}" for name in MCP_SNIPPETS),
+        TOKEN_FILE,
         f"/etc/nginx/sites-available/{ACME_SITE}",
         f"/etc/nginx/sites-available/{MCP_SITE}",
         f"/etc/nginx/sites-enabled/{ACME_SITE}",
@@ -83,6 +85,8 @@ def configure_http():
         changed.append(nginx_template(name=f"nginx MCP snippet {snippet}",
                                       src=f"templates/etc/nginx/snippets/mcp-edge/{snippet}.j2",
                                       dest=f"{NGINX_SNIPPET_DIR}/{snippet}", create_remote_dir=False, **ctx))
+    changed.append(secret_file(name="nginx bearer tokens (0600 root; content never shown)", dest=TOKEN_FILE,
+                               content=token_map_content(ctx["nginx"]["access"]["bearer_tokens"])))
     files.directory(name="ACME challenge webroot", path=ctx["acme"]["webroot"], user="root", group="root", mode="755")
     changed += _site(ACME_SITE, ctx)
     changed.append(files.link(name="Disable the distribution's default site",

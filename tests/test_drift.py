@@ -119,6 +119,19 @@ def test_converged_host_has_no_drift(settings, state_dir):
     assert rc == 0, out
     assert "gw1: no drift" in out
     assert report["status"] == "no drift" and report["drift"] == []
+    # The check also proved the public endpoint, as an apply does.
+    assert f"endpoint     https://{DOMAIN}: verified" in out
+    assert report["hosts"][0]["verify"]["ok"] is True
+
+
+def test_failing_endpoint_without_drift_is_an_error(settings, state_dir):
+    data = yaml.safe_load(settings.read_text())
+    data["ubuntu"]["verify"]["cert_min_days"] = 100000  # no certificate lives that long
+    rc, out, report = drift(bench.write_settings(data, name="settings-drift-verify.yaml"), state_dir)
+    assert rc == 1, out
+    host = report["hosts"][0]
+    assert host["status"] == "error" and report["drift"] == []
+    assert "certificate: expires in" in host["error"] and "likely cause: certificate renewal" in host["error"]
 
 
 DRIFTS = {

@@ -115,7 +115,23 @@ BAD = [
     ("synology nginx not a mapping", [("synology.nginx", "fast")], r"synology\.nginx: expected a mapping, got 'fast'"),
     ("synology nginx has no workers", [("synology.nginx.worker_processes", 2)],
      r"synology\.nginx\.worker_processes: unknown key \(known: stream_timeout, client_max_body_size, rate_limit, "
-     r"metrics_allow, hsts_max_age\)"),
+     r"metrics_allow, hsts_max_age, access\)"),
+    ("volume with a relative host path", [("synology.loop_api.volumes[0]", "LOOP_CORE/vault:/vault:rw")],
+     r"synology\.loop_api\.volumes\[0\]: expected a bind mount '/host/path:/container/path'"),
+    ("bearer token written in the file", [("ubuntu.nginx.access.bearer_tokens", ["s3cr3t-token-in-the-file"])],
+     r"ubuntu\.nginx\.access\.bearer_tokens\[0\]: expected 'env:NAME'"),
+    ("bearer token env var not set", [("ubuntu.nginx.access.bearer_tokens", [f"env:{UNSET}"])],
+     rf"ubuntu\.nginx\.access\.bearer_tokens\[0\]: environment variable {UNSET} is not set"),
+    ("bearer token too short", [("ubuntu.nginx.access.bearer_tokens", ["env:HOME"])],
+     r"ubuntu\.nginx\.access\.bearer_tokens\[0\]: the value of environment variable HOME must be at least 32"),
+    ("allow-list entry not a CIDR", [("synology.nginx.access.allow", ["10.0.0.0/8", "everyone"])],
+     r"synology\.nginx\.access\.allow\[1\]: expected an IP network"),
+    ("origin with a path", [("ubuntu.nginx.access.allowed_origins", ["https://claude.ai/x"])],
+     r"ubuntu\.nginx\.access\.allowed_origins\[0\]: expected an origin like 'https://claude\.ai'"),
+    ("min_free_disk not a size", [("ubuntu.preflight.min_free_disk", "1 GiB")],
+     r"ubuntu\.preflight\.min_free_disk: expected a size like '512k', '4m' or '1g'"),
+    ("preflight disk path relative", [("ubuntu.preflight.disk_paths", ["var"])],
+     r"ubuntu\.preflight\.disk_paths\[0\]: expected an absolute path"),
     ("synology nginx rate", [("synology.nginx.rate_limit.per_session", "10/s")],
      r"synology\.nginx\.rate_limit\.per_session: expected a rate like '10r/s' or '600r/m', got '10/s'"),
     ("volume with a named volume", [("synology.loop_api.volumes[1]", "vault:/vault/exec")],
@@ -295,6 +311,7 @@ def test_example_synology_section(env):
                        "streams_per_ip": 50},
         "metrics_allow": ["127.0.0.1/32", "::1/128"],
         "hsts_max_age": 31536000,
+        "access": {"bearer_tokens": [], "allow": [], "allowed_origins": None},
     }
     api, mcp = nas["loop_api"], nas["loop_mcp"]
     assert (api["name"], api["host_port"], api["container_port"]) == ("loop-api", 8082, 8081)

@@ -78,6 +78,32 @@ LEGACY_UUID = "7d1c4b0a-5f2e-4d8b-9a31-2c6e0f1b7a55"
 # /volume1 is shared with sibling containers (bind mounts resolve on the host).
 VOLUME = "/volume1" if not SLOT else f"/volume1/bench-s{SLOT}"
 APPS = Path(__file__).resolve().parent / "apps"
+# Opt-in extra Ubuntu-like targets (bench/ measures converging several hosts at
+# once): gw2..gw8, SSH on the slot's ports after the NAS's, HTTPS on 127.0.SLOT.4..10.
+MAX_EXTRA_TARGETS = 7
+
+
+def _extra_target(n: int) -> Target:
+    return Target("ubuntu", f"gw{n}", f"mcp-edge-gw{n}{_SUFFIX}", 2222 + 10 * SLOT + n, f"127.0.{SLOT}.{n + 2}",
+                  f"gw{n}.{_DOMAIN_SUFFIX}", "target")
+
+
+def set_extra_targets(count: int) -> list[Target]:
+    """Use ``count`` (0..7) extra targets from now on; returns the ones dropped,
+    which the caller removes (remove_targets)."""
+    if not 0 <= count <= MAX_EXTRA_TARGETS:
+        raise ValueError(f"extra targets: 0..{MAX_EXTRA_TARGETS}, got {count}")
+    dropped = [t for key, t in TARGETS.items() if key.startswith("ubuntu-") and int(t.name[2:]) > count + 1]
+    for t in dropped:
+        del TARGETS[f"ubuntu-{t.name[2:]}"]
+    for n in range(2, count + 2):
+        TARGETS.setdefault(f"ubuntu-{n}", _extra_target(n))
+    return dropped
+
+
+def remove_targets(targets: list[Target]) -> None:
+    for t in targets:
+        subprocess.run(["docker", "rm", "-f", t.container], capture_output=True)
 
 
 def log(msg: str) -> None:
@@ -295,6 +321,11 @@ def pebble_roots() -> Path:
 
 
 def register_dns(domain: str, ip: str) -> None:
+    # add-a appends: clear first, or every `up` adds an address until the DNS
+    # answer overflows and validation fails ("dns: overflowing header size").
+    clear = urllib.request.Request(f"http://127.0.0.1:{DNS_MGMT_PORT}/clear-a", method="POST",
+                                   data=json.dumps({"host": domain}).encode())
+    _wait("challtestsrv", lambda: urllib.request.urlopen(clear, timeout=2).status == 200, timeout=30)
     body = json.dumps({"host": domain, "addresses": [ip]}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{DNS_MGMT_PORT}/add-a", data=body, method="POST")
     _wait("challtestsrv", lambda: urllib.request.urlopen(req, timeout=2).status == 200, timeout=30)
@@ -462,10 +493,18 @@ def settings_dict() -> dict:
             # The DSM simulator: SFTP is off (scp), the admin user's sudo needs a password.
             {"name": nas.name, "group": "synology", "address": "127.0.0.1", "port": nas.ssh_port,
              "domain": nas.domain, "user": nas.user, "file_transfer": "scp"},
+            *({"name": x.name, "group": "ubuntu", "address": "127.0.0.1", "port": x.ssh_port, "domain": x.domain}
+              for key, x in TARGETS.items() if key.startswith("ubuntu-")),
         ],
         "ubuntu": {
             "supergateway": {"stdio_command": "node /opt/mcp-demo/server.js"},
+            # This machine's Docker caps open files at 20000 (hard); above it
+            # nginx's setrlimit fails and workers keep 1024. A real host's
+            # systemd allows the default 65535.
+            "nginx": {"worker_rlimit_nofile": 20000, "worker_connections": 8192},
             "acme": {"email": f"ops@{_DOMAIN_SUFFIX}", "server": ACME_DIRECTORY, "ca_bundle_file": "ca/ca.pem"},
+            # Pebble's root (fetched by up()) signs the targets' certificates.
+            "verify": {"ca_file": "pebble-root.pem"},
         },
         "synology": {
             "bundle_dir": f"{VOLUME}/mcp-edge",
@@ -474,6 +513,7 @@ def settings_dict() -> dict:
             "upstream_host": gateway,
             "patch_entries": [LEGACY_DOMAIN],
             "guard_interval": "1m",
+            "verify": {"ca_file": "ca/ca.pem"},  # DSM serves its own certificate (bench CA)
             "loop_api": container("loop-api", ["/volume1/LOOP_CORE/vault/LOOP:/vault:rw",
                                                "/volume1/LOOP_CLevel/vault/loop_exec:/vault/exec:ro"]),
             "loop_mcp": container("loop-mcp", ["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"]),
@@ -493,6 +533,8 @@ def write_settings(data: dict | None = None, name: str = "settings.yaml") -> Pat
 def write_endpoints() -> dict:
     data = {}
     for group, t in TARGETS.items():
+        if group.startswith("ubuntu-"):
+            continue  # extra targets are bench/-only
         data[group] = {
             "url": t.url,
             # Ubuntu: Pebble issued the certificate; the NAS serves DSM's own (bench CA).
@@ -527,7 +569,8 @@ def up(fresh: bool = False) -> dict:
 
 def down() -> None:
     siblings = [f"{n}{_SUFFIX}{p}" for n in ("loop-api", "loop-mcp") for p in ("", ".mcp-edge-previous")]
-    for name in [t.container for t in TARGETS.values()] + [ACME_CONTAINER] + siblings:
+    extra = [_extra_target(n).container for n in range(2, MAX_EXTRA_TARGETS + 2)]
+    for name in [t.container for t in TARGETS.values()] + extra + [ACME_CONTAINER] + siblings:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     hosts = Path("/etc/hosts")

@@ -99,6 +99,9 @@ def control_view_settings(extra: dict | None = None) -> dict:
                        sudo_password_file=f"{SECRETS_DIR}/sudo-password")
     data["hosts"][0].update(address=gw.container, port=22)
     data["ubuntu"]["acme"]["ca_bundle_file"] = f"{SECRETS_DIR}/ca.pem"
+    # The bench control container has neither the MCP SDK nor a route to the
+    # public name; a real control host keeps the post-apply check on.
+    data["ubuntu"]["verify"] = {"enabled": False}
     for section, values in (extra or {}).items():  # replaces whole subsections
         data.setdefault(section, {}).update(values)
     return data
