@@ -22,6 +22,7 @@ import time
 from urllib.parse import urljoin
 
 import httpx
+from mcpedge.sse import iter_events  # copied into the target beside httpx (see run.install)
 
 PROTOCOL_VERSION = "2025-06-18"
 CTX = ssl.create_default_context()
@@ -58,7 +59,7 @@ class Sse:
             raise TimeoutError("response headers held")
         self.resp = box["resp"]
         endpoint_timeout = max(0.01, endpoint_timeout - (time.time() - t0))
-        self.lines = self.resp.iter_lines()
+        self.events = iter_events(self.resp.iter_lines())
         self.http_version = self.resp.http_version
         # Ids unique across sessions: Supergateway shares one stdio server between
         # SSE sessions, and a reply to another session's request may show up here.
@@ -73,22 +74,10 @@ class Sse:
         result = {}
 
         def read():
-            ev, data = "message", []
             try:
-                for line in self.lines:
-                    if line == "":
-                        if data:
-                            result["ev"] = (ev, "\n".join(data), time.time())
-                            return
-                        continue
-                    if line.startswith(":"):
-                        continue
-                    k, _, v = line.partition(":")
-                    v = v[1:] if v.startswith(" ") else v
-                    if k == "event":
-                        ev = v
-                    elif k == "data":
-                        data.append(v)
+                for ev, data in self.events:
+                    result["ev"] = (ev, data, time.time())
+                    return
                 result["eof"] = time.time()
             except Exception as exc:  # noqa: BLE001
                 result["err"] = exc

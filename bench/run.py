@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,6 +69,11 @@ def install(t) -> None:
             subprocess.run(["docker", "cp", str(site / name), f"{t.container}:{REMOTE}/lib/"], check=True)
     for name in ("probe.py", "emitter.js"):
         subprocess.run(["docker", "cp", str(HERE / name), f"{t.container}:{REMOTE}/{name}"], check=True)
+    # The SSE parser the probe shares with mcpedge.verify (pure Python, no imports).
+    texec("mkdir", "-p", f"{REMOTE}/lib/mcpedge")
+    texec("touch", f"{REMOTE}/lib/mcpedge/__init__.py")
+    subprocess.run(["docker", "cp", str(HERE.parent / "mcpedge" / "sse.py"), f"{t.container}:{REMOTE}/lib/mcpedge/sse.py"],
+                   check=True)
     conf = (HERE / "bench-nginx.conf").read_text()
     for key, val in {"domain": t.domain, "before_port": BEFORE_PORT, "streams_port": STREAMS_PORT,
                      "emitter_port": EMITTER_PORT, "sse_port": SSE_PORT}.items():
@@ -92,11 +98,14 @@ def _timed(fn):
     return time.monotonic() - t0, res
 
 
-def drift_command() -> tuple[list[str], str]:
-    if (tb.ROOT / "mcpedge" / "drift.py").exists():
-        return [str(tb.ROOT / ".venv" / "bin" / "python"), "-m", "mcpedge.drift"], "python -m mcpedge.drift"
-    return [str(tb.ROOT / ".venv" / "bin" / "pyinfra"), "inventories/sandbox.py", "--limit", "ubuntu", "deploy.py",
-            "--dry"], "pyinfra --dry (mcpedge.drift not on main yet)"
+def drift_command(*args: str) -> list[str]:
+    """python -m mcpedge.drift on the sandbox's Ubuntu-like hosts (report in the results dir)."""
+    return [str(tb.ROOT / ".venv" / "bin" / "python"), "-m", "mcpedge.drift", "inventories/sandbox.py",
+            "--limit", "ubuntu", "--report", str(RESULTS / "drift-report.json"), *args]
+
+
+def drift_env() -> dict:
+    return dict(os.environ, MCP_EDGE_SANDBOX_SETTINGS=str(tb.STATE / "settings.yaml"))
 
 
 def converge(hosts: int, fresh: bool) -> dict:
@@ -123,14 +132,14 @@ def converge(hosts: int, fresh: bool) -> dict:
                 raise RuntimeError(f"re-apply not a no-op: rc={res['rc']} changed={res['changed']}")
             runs.append(secs)
         out["noop_s"] = statistics.median(runs)
-        cmd, label = drift_command()
-        env = dict(os.environ, MCP_EDGE_SANDBOX_SETTINGS=str(tb.STATE / "settings.yaml"),
-                   MCP_EDGE_SETTINGS=str(tb.STATE / "settings.yaml"))
         runs = []
         for _ in range(3):
-            secs, res = _timed(lambda: subprocess.run(cmd, cwd=tb.ROOT, env=env, capture_output=True, text=True))
+            secs, res = _timed(lambda: subprocess.run(drift_command(), cwd=tb.ROOT, env=drift_env(),
+                                                      capture_output=True, text=True))
+            if res.returncode != 0:
+                raise RuntimeError(f"drift check: exit {res.returncode}: {(res.stdout + res.stderr)[-2000:]}")
             runs.append(secs)
-        out["drift_s"], out["drift_label"], out["drift_rc"] = statistics.median(runs), label, res.returncode
+        out["drift_s"], out["drift_label"] = statistics.median(runs), "python -m mcpedge.drift (incl. verification)"
     finally:
         if hosts > 1:
             tb.remove_targets(tb.set_extra_targets(0))
@@ -209,8 +218,14 @@ def continuity(t, streams: int = 10) -> dict:
         ready = json.loads(p.stdout.readline())
         out["opened"] = ready["ready"]
         out["baseline_alive"] = check()["alive"]
-        log("continuity: nginx reload")
-        texec("systemctl", "reload", "nginx")
+        log("continuity: hand edit of a managed nginx file, then drift repair (validate, reload nginx)")
+        texec("sh", "-c", "echo '# hand edit (bench)' >> /etc/nginx/snippets/mcp-edge/tls.conf")
+        with tempfile.TemporaryDirectory(prefix="bench-drift-") as state_dir:
+            res = subprocess.run(drift_command("--repair", "--state-dir", state_dir), cwd=tb.ROOT, env=drift_env(),
+                                 capture_output=True, text=True, timeout=900)
+        out["repair_rc"] = res.returncode  # 2: drift found and repaired
+        if res.returncode != 2:
+            out["repair_error"] = (res.stdout + res.stderr)[-300:]
         time.sleep(1)
         out["reload_dropped"] = streams - check()["alive"]
         log("continuity: certificate renewal (certbot renew --force-renewal; deploy hook reloads nginx)")
@@ -234,6 +249,54 @@ def continuity(t, streams: int = 10) -> dict:
             p.wait(30)
         except subprocess.TimeoutExpired:
             p.kill()
+    return out
+
+
+# --- NAS: streams through DSM's nginx across a loop-api redeploy; event delays ------------
+
+def nas(streams: int = 10, events: int = 300) -> dict:
+    """From this machine through DSM's nginx to loop-mcp (the simulator: the NAS's
+    HTTPS port is Docker-forwarded, so delays include that hop)."""
+    from mcpedge.verify import SseStream, VerifyError, event_delays, sync_client
+
+    n = tb.TARGETS["synology"]
+    ca = str(tb.STATE / "ca" / "ca.pem")
+    out: dict = {"streams": streams}
+    res = tb.apply(check=False, limit=n.name)  # converge first (untimed)
+    if res["rc"] != 0:
+        raise RuntimeError(f"NAS apply failed: {res['log'][-2000:]}")
+    log(f"nas: {events} events through DSM nginx")
+    try:  # an event held past the read timeout ends the run: all count as held
+        d = event_delays(n.url, ca, count=events, interval_ms=5, timeout=5)
+    except Exception as exc:  # noqa: BLE001
+        log(f"nas delays: {exc!r}")
+        d = {"delays_ms": [], "content_encoding": None}
+    out["delays"] = {"count": events, "delivered": len(d["delays_ms"]), "p50_ms": pct(d["delays_ms"], 50),
+                     "p99_ms": pct(d["delays_ms"], 99), "content_encoding": d["content_encoding"]}
+    log(f"nas: {streams} open MCP streams, loop-api redeployed by an apply")
+    clients = [sync_client(ca, read_timeout=30) for _ in range(streams)]
+    opened = []
+    try:
+        for c in clients:
+            opened.append(SseStream(c, n.url).open())
+            opened[-1].initialize()
+        version = Path(tb.VOLUME, "docker", "loop-api", "VERSION")
+        version.write_text(f"bench-{int(time.time())}\n")  # a new loop-api image
+        res = tb.apply(check=False, limit=n.name)
+        out["redeployed"] = res["rc"] == 0 and any("loop-api" in x and "container" in x for x in res["changed"])
+        alive = 0
+        for st in opened:  # each stream must still carry a tool call
+            try:
+                reply = st.wait_result(st.post("tools/call", {"name": "echo", "arguments": {"text": "alive"}}))
+                alive += reply.get("result", {}).get("content", [{}])[0].get("text") == "alive"
+            except (VerifyError, OSError, ValueError, Exception):  # noqa: BLE001 - a dropped stream
+                pass
+        out["redeploy_dropped"] = streams - alive
+    finally:
+        for st in opened:
+            st.close()
+        for c in clients:
+            c.close()
     return out
 
 
@@ -342,13 +405,25 @@ def table(r: dict) -> str:
         rows.append("| 8 hosts in parallel vs 1 | not run (opt-in: `--hosts 8`) | | <= 1.5x | n/a |")
     c = r.get("continuity")
     if c:
-        rows.append(f"| Streams dropped by an nginx reload ({c['streams']} open) | {c['reload_dropped']} | | 0 | "
-                    f"{met(c['reload_dropped'] == 0)} |")
+        repaired = c.get("repair_rc") == 2
+        rows.append(f"| Streams dropped by an nginx reload by drift repair ({c['streams']} open; repaired: "
+                    f"{repaired}) | {c['reload_dropped']} | | 0 | {met(c['reload_dropped'] == 0 and repaired)} |")
         rows.append(f"| Streams dropped by a certificate renewal ({c['streams']} open; renewed: {c['renewed']}"
                     + (f"; renewal failed: {c['renewal_error'][-120:]!r}" if c.get("renewal_error") else "") + ") | "
                     f"{c['renewal_dropped']} | | 0 | {met(c['renewal_dropped'] == 0)} |")
-    rows.append("| Streams dropped by a loop-api redeploy (NAS) | n/a until the NAS target lands in the bench | | 0 | n/a |")
-    rows.append("| Synology NAS figures | n/a until the NAS target lands in the bench | | | n/a |")
+    nas_r = r.get("nas")
+    if nas_r and "error" not in nas_r:
+        d = nas_r["delays"]
+        rows.append(f"| NAS: event delay through DSM's nginx to loop-mcp, from this machine (incl. Docker's port "
+                    f"forwarding; {d['count']} events) | p50 {fmt(d['p50_ms'], ' ms')}, p99 {fmt(d['p99_ms'], ' ms')}; "
+                    f"held: {d['count'] - d['delivered']}; Content-Encoding: {d['content_encoding'] or 'none'} | | "
+                    f"0 held | {met(d['delivered'] == d['count'])} |")
+        rows.append(f"| Streams dropped by a loop-api redeploy (NAS; {nas_r['streams']} open; redeployed: "
+                    f"{nas_r['redeployed']}) | {nas_r['redeploy_dropped']} | | 0 | "
+                    f"{met(nas_r['redeploy_dropped'] == 0 and nas_r['redeployed'])} |")
+    elif nas_r:
+        rows.append(f"| Streams dropped by a loop-api redeploy (NAS) | failed: {nas_r['error'][-200:]!r} | | 0 | "
+                    "**not met** |")
     return "\n".join(rows)
 
 
@@ -398,7 +473,23 @@ def report(r: dict, stamp: str, argv: str) -> str:
     (HERE / "RESULTS.md").write_text("# Performance (latest bench run)\n\n" + head + md + "\n\n"
                                      "![latest plot](latest.png)\n\n" + notes)
     plot(r, HERE / "latest.png")
+    update_readme(head + md)
     return head + md
+
+
+README_BEGIN, README_END = "<!-- bench:begin (written by make bench) -->", "<!-- bench:end -->"
+
+
+def update_readme(text: str) -> None:
+    """Put the latest table into the README's Performance section, between its markers."""
+    readme = tb.ROOT / "README.md"
+    content = readme.read_text()
+    if README_BEGIN not in content or README_END not in content:
+        log("README.md has no bench markers: table not copied there")
+        return
+    head, rest = content.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_BEGIN}\n{text}\n\n![Latest bench run](bench/latest.png)\n{README_END}{tail}")
 
 
 def main(args) -> int:
@@ -427,6 +518,11 @@ def main(args) -> int:
         install(t)
         r["delays"] = delays(t, 300 if quick else 1000)
         r["continuity"] = continuity(t, 5 if quick else 10)
+        try:
+            r["nas"] = nas(5 if quick else 10, 100 if quick else 300)
+        except Exception as exc:  # noqa: BLE001 - keep the other measurements
+            log(f"nas: {exc}")
+            r["nas"] = {"error": str(exc)[-500:]}
         # Idle streams last: nothing else may talk to the gateway meanwhile (it
         # shares one stdio server between SSE sessions, so their streams would see
         # traffic). The many-streams test uses its own emitter, so it runs alongside.

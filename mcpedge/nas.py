@@ -16,7 +16,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from .context import nas_container_spec, synology_context
-from .facts import SynologyDocker
+from .facts import docker_path
 from .operations import docker_build, docker_container
 
 
@@ -28,22 +28,18 @@ def _service(service):
     raise OperationError(f"unknown service {service!r}: expected {nas['loop_api']['name']} or {nas['loop_mcp']['name']}")
 
 
-def _docker(nas):
-    return nas["docker"] if nas["docker"] != "auto" else host.get_fact(SynologyDocker)
-
-
 @operation(is_idempotent=False)
 def restart(service):
     """Restart one NAS service container (``service=loop-api``)."""
     nas, c = _service(service)
-    yield StringCommand(QuoteString(_docker(nas)), "restart", QuoteString(c["name"]))
+    yield StringCommand(QuoteString(docker_path(nas)), "restart", QuoteString(c["name"]))
 
 
 @operation(is_idempotent=False)
 def stop(service):
     """Stop one NAS service container until the next apply (``service=loop-api``)."""
     nas, c = _service(service)
-    yield StringCommand(QuoteString(_docker(nas)), "stop", QuoteString(c["name"]))
+    yield StringCommand(QuoteString(docker_path(nas)), "stop", QuoteString(c["name"]))
 
 
 @operation(is_idempotent=False)
@@ -51,7 +47,7 @@ def rebuild(service):
     """Rebuild a service's image from its sources without the build cache, then
     replace its container exactly as the deploy would (``service=loop-api``)."""
     nas, c = _service(service)
-    docker = _docker(nas)
+    docker = docker_path(nas)
     ctx = synology_context(nas, host.data.mcp_edge_host, docker)
     image = f"{c['name']}:mcp-edge"
     yield StringCommand(QuoteString(docker), "image", "rm", "-f", QuoteString(image))

@@ -24,6 +24,7 @@ from .facts import (
     DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
     DockerPublishedPorts, DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, FreeDisk, GuardStatus,
     ListeningPorts, MaskedEnvFile, NginxVersion, NodeVersion, NpmGlobalPackage, SudoUser, SynologyDocker,
+    stable_fact,
 )
 
 # nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive.
@@ -56,7 +57,7 @@ def nginx_template(src, dest, user="root", group="root", mode="644", create_remo
             domain="mcp.example.com",
         )
     """
-    version = host.get_fact(NginxVersion)
+    version = stable_fact(NginxVersion)
     data["nginx_http2_directive"] = version is None or version >= HTTP2_DIRECTIVE_SINCE
     yield from files.template._inner(src=src, dest=dest, user=user, group=group, mode=mode,
                                      create_remote_dir=create_remote_dir, **data)
@@ -445,12 +446,12 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
     version = host.get_fact(DsmVersion)
     if version is None or version < min_dsm:
         raise OperationError(f"{host.name}: not DSM {min_dsm[0]} or newer (/etc.defaults/VERSION: {version})")
-    docker = host.get_fact(SynologyDocker)
+    docker = stable_fact(SynologyDocker)
     if docker is None:
         raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
                              f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
     # DSM's sudo PATH may lack nginx's directory: the guard's PATH (dsm.md §8).
-    if host.get_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
+    if stable_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
         raise OperationError(f"{host.name}: no nginx found: DSM's web server is what serves the MCP hostname")
     _check_free_disk([volume_path], min_free_disk)
     loop_ports = loop_ports or {}

@@ -29,6 +29,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamablehttp_client
 
+from .sse import iter_events
+
 PROTOCOL_VERSION = "2025-06-18"
 TOKEN_ENV = "MCP_EDGE_VERIFY_TOKEN"
 
@@ -115,7 +117,7 @@ class SseStream:
     base_url: str
     response: httpx.Response | None = None
     endpoint: str | None = None
-    _lines: object = None
+    _events: object = None
     _next_id: int = 0
     headers: dict = field(default_factory=dict)
 
@@ -125,7 +127,7 @@ class SseStream:
         self.response = self.client.send(req, stream=True)
         if self.response.status_code != 200:
             raise VerifyError(f"GET /sse answered {self.response.status_code}")
-        self._lines = self.response.iter_lines()
+        self._events = iter_events(self.response.iter_lines())
         first = self.next_event()
         if first.event != "endpoint":
             raise VerifyError(f"the first SSE event was {first.event!r}, not 'endpoint'")
@@ -133,21 +135,8 @@ class SseStream:
         return self
 
     def next_event(self) -> SseEvent:
-        event, data = "message", []
-        for line in self._lines:
-            if line == "":
-                if data:
-                    return SseEvent(event, "\n".join(data), time.time())
-                event = "message"
-                continue
-            if line.startswith(":"):
-                continue
-            key, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                event = value
-            elif key == "data":
-                data.append(value)
+        for event, data in self._events:
+            return SseEvent(event, data, time.time())
         raise VerifyError("the SSE stream ended")
 
     def post(self, method: str, params: dict | None = None, notification: bool = False) -> int | None:

@@ -9,13 +9,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from mcpedge.context import nas_container_spec, nas_env_content, synology_context
-from mcpedge.facts import SynologyDocker
+from mcpedge.facts import docker_path
 from mcpedge.operations import docker_build, docker_container, dsm_preflight, secret_file
 from mcpedge.settings import size_bytes
-
-
-def docker_path(nas):
-    return nas["docker"] if nas["docker"] != "auto" else host.get_fact(SynologyDocker)
 
 
 @deploy("NAS containers")

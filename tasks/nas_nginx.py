@@ -9,7 +9,7 @@ from pyinfra.operations import files
 
 from mcpedge.context import TOKEN_FILE, synology_context, token_map_content
 from mcpedge.operations import dsm_boot_task, dsm_scheduled_task, guard_sync, secret_file
-from tasks.nas_containers import docker_path
+from mcpedge.facts import docker_path
 
 
 @deploy("NAS nginx and guard")

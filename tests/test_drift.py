@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -164,9 +163,9 @@ def test_drift_is_named_then_repaired(settings, state_dir, case):
     assert rc == 2, out
     found = [d for d in report["drift"] if d["kind"] == kind and d["resource"] == resource]
     assert found, report["drift"]
-    assert resource in out and f"gw1: drift (corrective" in out  # a hand edit: settings unchanged
+    assert resource in out and "gw1: drift (corrective" in out  # a hand edit: settings unchanged
     if kind in ("content", "missing"):
-        assert found[0]["diff"].startswith(f"--- ") and found[0]["after"].startswith("sha256:")
+        assert found[0]["diff"].startswith("--- ") and found[0]["after"].startswith("sha256:")
     if kind == "mode":
         assert (found[0]["before"], found[0]["after"]) == ("644", "600")
 

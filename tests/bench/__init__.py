@@ -79,12 +79,13 @@ LEGACY_UUID = "7d1c4b0a-5f2e-4d8b-9a31-2c6e0f1b7a55"
 VOLUME = "/volume1" if not SLOT else f"/volume1/bench-s{SLOT}"
 APPS = Path(__file__).resolve().parent / "apps"
 # Opt-in extra Ubuntu-like targets (bench/ measures converging several hosts at
-# once): gw2..gw8, SSH on the slot's ports after the NAS's, HTTPS on 127.0.SLOT.4..10.
+# once): gw2..gw8, SSH on the slot's ports after the NAS's and the drift control
+# host's (tests/bench/control.py: +2, 127.0.SLOT.4), HTTPS on 127.0.SLOT.5..11.
 MAX_EXTRA_TARGETS = 7
 
 
 def _extra_target(n: int) -> Target:
-    return Target("ubuntu", f"gw{n}", f"mcp-edge-gw{n}{_SUFFIX}", 2222 + 10 * SLOT + n, f"127.0.{SLOT}.{n + 2}",
+    return Target("ubuntu", f"gw{n}", f"mcp-edge-gw{n}{_SUFFIX}", 2222 + 10 * SLOT + n + 1, f"127.0.{SLOT}.{n + 3}",
                   f"gw{n}.{_DOMAIN_SUFFIX}", "target")
 
 

@@ -13,7 +13,6 @@ import copy
 import io
 import subprocess
 import tarfile
-from pathlib import Path
 
 import yaml
 
