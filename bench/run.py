@@ -469,9 +469,9 @@ def report(r: dict, stamp: str, argv: str) -> str:
             f"(`python -m bench {argv}`)." + (f" {r['note']}." if r.get("note") else "") + "\n\n")
     (RESULTS / f"{stamp}.md").write_text(head + md + "\n")
     plot(r, RESULTS / f"{stamp}.png")
-    notes = (HERE / "NOTES.md").read_text() if (HERE / "NOTES.md").exists() else ""
     (HERE / "RESULTS.md").write_text("# Performance (latest bench run)\n\n" + head + md + "\n\n"
-                                     "![latest plot](latest.png)\n\n" + notes)
+                                     "![latest plot](latest.png)\n\nHow to read it, and why a missed target "
+                                     "is missed: the README's Performance section.\n")
     plot(r, HERE / "latest.png")
     update_readme(head + md)
     return head + md

@@ -429,7 +429,7 @@ DSM_PATH = "/usr/syno/bin:/usr/syno/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:
 
 @operation()
 def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 30, volume_path="/volume1",
-                  loop_ports=None, publish_address="127.0.0.1"):
+                  loop_ports=None, publish_address="127.0.0.1", docker=None):
     """
     Refuse to touch a NAS that is not what the deploy assumes: DSM 7, a docker
     CLI, nginx, enough free disk on the volume, the loop ports free or held by
@@ -438,6 +438,7 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
 
     + loop_ports: {host port: container name} of loop-api and loop-mcp
     + publish_address: the NAS address they are published on (another address does not clash)
+    + docker: the docker CLI set in the settings (``synology.docker``); None: probe DSM's paths
 
     .. code:: python
 
@@ -446,8 +447,12 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
     version = host.get_fact(DsmVersion)
     if version is None or version < min_dsm:
         raise OperationError(f"{host.name}: not DSM {min_dsm[0]} or newer (/etc.defaults/VERSION: {version})")
-    docker = stable_fact(SynologyDocker)
-    if docker is None:
+    if docker is not None:
+        info = host.get_fact(File, path=docker)
+        if not info or not int(str(info["mode"]), 8) & 0o111:  # pyinfra gives 755 as the int 755
+            raise OperationError(f"{host.name}: synology.docker {docker!r} is not an executable on the NAS "
+                                 f"(Container Manager installed? 'auto' probes {', '.join(DOCKER_CANDIDATES)})")
+    elif (docker := stable_fact(SynologyDocker)) is None:
         raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
                              f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
     # DSM's sudo PATH may lack nginx's directory: the guard's PATH (dsm.md §8).

@@ -22,7 +22,8 @@ def configure_containers():
                   domain=ctx["domains"][0], patch_entries=nas["patch_entries"],
                   min_free_disk=size_bytes(nas["preflight"]["min_free_disk"]), volume_path=ctx["bundle_dir"],
                   loop_ports={nas[k]["host_port"]: nas[k]["name"] for k in ("loop_api", "loop_mcp")},
-                  publish_address=nas["publish_address"])
+                  publish_address=nas["publish_address"],
+                  docker=None if nas["docker"] == "auto" else nas["docker"])
 
     for path, mode in ((ctx["bundle_dir"], "755"), (ctx["bin_dir"], "755"), (ctx["env_dir"], "700")):
         files.directory(name=f"Bundle directory {path}", path=path, user="root", group="root", mode=mode)

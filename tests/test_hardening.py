@@ -194,6 +194,37 @@ def test_preflight_refuses_node_older_than_supergateway_needs(ubuntu):
     assert res["changed"] == []
 
 
+NAS_BREAKS = {  # what the NAS deploy assumes -> (break it, undo it, the refusal)
+    "DSM 6": ("sed -i 's/^majorversion=\"7\"/majorversion=\"6\"/' /etc.defaults/VERSION",
+              "sed -i 's/^majorversion=\"6\"/majorversion=\"7\"/' /etc.defaults/VERSION",
+              "nas1: not DSM 7 or newer (/etc.defaults/VERSION: (6, 2))"),
+    # (The simulator's docker CLI is a bind mount: the setting names a missing one instead.)
+    "no docker CLI": ({"docker": "/var/packages/ContainerManager/target/usr/bin/no-docker"}, None,
+                      "nas1: synology.docker '/var/packages/ContainerManager/target/usr/bin/no-docker' is not "
+                      "an executable on the NAS"),
+    "no nginx": ("mv /usr/sbin/nginx /root/nginx.off", "mv /root/nginx.off /usr/sbin/nginx",
+                 "nas1: no nginx found: DSM's web server is what serves the MCP hostname"),
+}
+
+
+@pytest.mark.parametrize("case", list(NAS_BREAKS))
+def test_nas_preflight_refuses_a_nas_the_deploy_does_not_fit(ubuntu, case):
+    nas = bench.TARGETS["synology"]
+    do, undo, refusal = NAS_BREAKS[case]
+    if isinstance(do, dict):
+        res = bench.apply(settings=settings_variant("settings-nas-break.yaml", lambda d: d["synology"].update(do)),
+                          limit=nas.name, check=False)
+    else:
+        bench.target_exec(nas, "sh", "-c", do)
+        try:
+            res = bench.apply(limit=nas.name, check=False)
+        finally:
+            bench.target_exec(nas, "sh", "-c", undo)
+    assert res["rc"] != 0
+    assert refusal in res["log"], res["log"][-3000:]
+    assert res["changed"] == [], "nothing may change on a refused host"
+
+
 def test_preflight_refuses_when_sudo_does_not_work(ubuntu):
     wrong = bench.STATE / "wrong-sudo-password"
     wrong.write_text("not-the-password\n")
