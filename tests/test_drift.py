@@ -180,7 +180,7 @@ def test_drift_is_named_then_repaired(settings, state_dir, case):
 
 def test_settings_change_is_intentional(settings, state_dir):
     data = yaml.safe_load(settings.read_text())
-    data["ubuntu"]["nginx"] = {"hsts_max_age": 63072000}
+    data["ubuntu"]["nginx"]["hsts_max_age"] = 63072000
     changed = bench.write_settings(data, name="settings-drift-hsts.yaml")
     rc, out, report = drift(changed, state_dir)
     assert rc == 2, out

@@ -261,8 +261,8 @@ def test_bearer_token_gate_origin_check_and_ip_allow_list(ubuntu, ca_file, monke
     monkeypatch.setenv("MCP_EDGE_TEST_TOKEN", token)
 
     def gated(d):
-        d["ubuntu"]["nginx"] = {"access": {"bearer_tokens": ["env:MCP_EDGE_TEST_TOKEN"],
-                                           "allowed_origins": ["https://claude.ai"]}}
+        d["ubuntu"]["nginx"]["access"] = {"bearer_tokens": ["env:MCP_EDGE_TEST_TOKEN"],
+                                          "allowed_origins": ["https://claude.ai"]}
 
     res = bench.apply(settings=settings_variant("settings-token.yaml", gated), limit=ubuntu.name)
     assert res["rc"] == 0, res["log"][-3000:]
@@ -294,7 +294,7 @@ def test_bearer_token_gate_origin_check_and_ip_allow_list(ubuntu, ca_file, monke
     assert holders == ["/etc/nginx/snippets/mcp-edge/access-tokens.conf"], holders
 
     def allow_listed(d):
-        d["ubuntu"]["nginx"] = {"access": {"allow": ["192.0.2.0/24"]}}
+        d["ubuntu"]["nginx"]["access"] = {"allow": ["192.0.2.0/24"]}
 
     res = bench.apply(settings=settings_variant("settings-allow.yaml", allow_listed), limit=ubuntu.name)
     assert res["rc"] == 0, res["log"][-3000:]
@@ -419,7 +419,7 @@ def test_secrets_never_leak(ubuntu, ca_file, monkeypatch):
     def with_secrets(d):
         d["ubuntu"]["supergateway"]["environment"] = {"MCP_EDGE_TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
         d["synology"]["loop_api"]["environment"] = {"TZ": "Asia/Seoul", "MCP_EDGE_TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
-        d["ubuntu"]["nginx"] = {"access": {"bearer_tokens": ["env:MCP_EDGE_TEST_TOKEN"]}}
+        d["ubuntu"]["nginx"]["access"] = {"bearer_tokens": ["env:MCP_EDGE_TEST_TOKEN"]}
 
     path = settings_variant("settings-secrets.yaml", with_secrets)
     ps_seen, stop = [], threading.Event()

@@ -243,7 +243,7 @@ def test_setting_that_breaks_nginx_is_rolled_back_and_nginx_keeps_serving(ubuntu
     sums_before = bench.target_exec(ubuntu, "sh", "-c", f"sha1sum {files}")
     broken = yaml.safe_load((bench.STATE / "settings.yaml").read_text())
     # Passes the schema, but nginx cannot parse the size (offset overflow).
-    broken["ubuntu"]["nginx"] = {"client_max_body_size": "99999999999999999999g"}
+    broken["ubuntu"]["nginx"]["client_max_body_size"] = "99999999999999999999g"  # the rest as the bench has it
     path = bench.write_settings(broken, name="settings-broken.yaml")
 
     failures, stop = [], threading.Event()
