@@ -431,6 +431,7 @@ def plot(r: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - the formatters below
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, res in (r.get("delays") or {}).items():
@@ -440,6 +441,8 @@ def plot(r: dict, path: Path) -> None:
         else:
             a.plot([], [], " ", label=f"{name}: all {res['count']} events held")
     a.set_xscale("log")
+    a.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     a.set_xlabel("event delay, ms (log)")
     a.set_ylabel("fraction of events")
     a.set_title("SSE event delay, gzip-accepting client")
@@ -464,8 +467,8 @@ def plot(r: dict, path: Path) -> None:
 
 def report(r: dict, stamp: str, argv: str) -> str:
     md = table(r)
-    head = (f"Measured {r['started']} on the sandbox (bench slot {tb.SLOT}; 2 cores shared with other "
-            f"benches; Debian trixie target, its nginx), {r['seconds']} s, with `make bench` "
+    head = (f"Measured {r['started']} on the sandbox (bench slot {tb.SLOT}; 2 cores shared by pyinfra, "
+            f"the targets and the clients; Debian trixie targets, their nginx), {r['seconds']} s, with `make bench` "
             f"(`python -m bench {argv}`)." + (f" {r['note']}." if r.get("note") else "") + "\n\n")
     (RESULTS / f"{stamp}.md").write_text(head + md + "\n")
     plot(r, RESULTS / f"{stamp}.png")
