@@ -192,7 +192,9 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
         if isinstance(cmd, FileUploadCommand):
             remote = fact(File, path=cmd.dest)
             item = dict(base, resource=cmd.dest, kind="content" if remote else "missing")
-            if isinstance(cmd.src, SecretContent):
+            if isinstance(cmd.src, SecretContent) and cmd.src.masked is None:
+                after_text, after_raw, before_text = None, cmd.src.getvalue(), None  # secret_file: no diff at all
+            elif isinstance(cmd.src, SecretContent):
                 after_text, after_raw = cmd.src.masked, cmd.src.getvalue()
                 before_text = fact(MaskedEnvFile, path=cmd.dest, names=cmd.src.secret_names) if remote else None
             else:
@@ -206,7 +208,8 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
                 if len(diff) > MAX_DIFF_LINES:
                     diff = diff[:MAX_DIFF_LINES] + [f"... ({len(diff) - MAX_DIFF_LINES} more lines)\n"]
                 item["diff"] = "".join(diff)
-            item["actions"] = [f"upload {cmd.dest}"]
+            item["actions"] = [f"upload {cmd.dest}" + (" (content not shown: it holds secrets)"
+                                                        if after_text is None and after_raw is not None else "")]
             items.append(item)
         elif isinstance(cmd, StringCommand):
             meta_cmds.append(cmd.get_masked_value())

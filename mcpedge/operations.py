@@ -78,14 +78,14 @@ def secret_file(dest, content, user="root", group="root", mode="600"):
         secret_file(name="Bearer tokens (0600)", dest="/etc/nginx/snippets/mcp-edge/access-tokens.conf",
                     content=token_map)
     """
-    from io import StringIO
-
     from pyinfra import state
 
     diff = state.config.DIFF
     state.config.DIFF = False  # the content is a secret: say that it changes, never how
     try:
-        commands = list(files.put._inner(src=StringIO(content), dest=dest, user=user, group=group, mode=mode))
+        # SecretContent without a masked text: drift reports never diff it either.
+        commands = list(files.put._inner(src=SecretContent(content, None, ()), dest=dest, user=user, group=group,
+                                         mode=mode))
     finally:
         state.config.DIFF = diff
     if diff and commands:
@@ -559,7 +559,8 @@ def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, 
 
 class SecretContent(StringIO):
     """Rendered content that holds secrets: its repr never shows them, and it
-    carries the masked text (``masked``) that reports and diffs may show."""
+    carries the masked text (``masked``) that reports and diffs may show;
+    ``masked=None``: the whole file is secret, no diff of it is ever shown."""
 
     def __init__(self, text: str, masked: str, names: tuple[str, ...]):
         super().__init__(text)
