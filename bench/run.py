@@ -257,7 +257,7 @@ def continuity(t, streams: int = 10) -> dict:
 def nas(streams: int = 10, events: int = 300) -> dict:
     """From this machine through DSM's nginx to loop-mcp (the simulator: the NAS's
     HTTPS port is Docker-forwarded, so delays include that hop)."""
-    from mcpedge.verify import SseStream, VerifyError, event_delays, sync_client
+    from mcpedge.verify import SseStream, event_delays, sync_client
 
     n = tb.TARGETS["synology"]
     ca = str(tb.STATE / "ca" / "ca.pem")
@@ -289,7 +289,7 @@ def nas(streams: int = 10, events: int = 300) -> dict:
             try:
                 reply = st.wait_result(st.post("tools/call", {"name": "echo", "arguments": {"text": "alive"}}))
                 alive += reply.get("result", {}).get("content", [{}])[0].get("text") == "alive"
-            except (VerifyError, OSError, ValueError, Exception):  # noqa: BLE001 - a dropped stream
+            except Exception:  # noqa: BLE001 - a dropped stream, whatever the error
                 pass
         out["redeploy_dropped"] = streams - alive
     finally:

@@ -296,7 +296,9 @@ def _collect(out_path: str, inventory: str, limits: list[str]) -> None:
     from pyinfra_cli.main import main
 
     cli_module._exit = _collect_on_exit(out_path, cli_module._exit)
-    os.environ["MCP_EDGE_VERIFY_IN_DRY_RUN"] = "1"  # = operations.VERIFY_IN_DRY_RUN_ENV: prove the endpoints too
+    from mcpedge.operations import VERIFY_IN_DRY_RUN_ENV
+
+    os.environ[VERIFY_IN_DRY_RUN_ENV] = "1"  # prove the endpoints too, as an apply does
     sys.argv = ["pyinfra", inventory, "deploy.py", "--dry"] + [a for x in limits for a in ("--limit", x)]
     pyinfra.is_cli = True
     main()

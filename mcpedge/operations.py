@@ -516,8 +516,8 @@ def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, 
     check's dry run (``MCP_EDGE_VERIFY_IN_DRY_RUN=1``) the outcome is recorded in
     ``VERIFY_RESULTS`` for the report instead.
     """
-    in_drift_check = bool(os.environ.get(VERIFY_IN_DRY_RUN_ENV)) and not state.is_executing
-    if not state.is_executing and not in_drift_check:
+    in_drift_check = not state.is_executing  # a dry run: only the drift check verifies in one
+    if in_drift_check and not os.environ.get(VERIFY_IN_DRY_RUN_ENV):
         host.noop(f"{url} is verified after the apply")
         return
     cmd = [sys.executable, "-m", "mcpedge.verify", url, "--cert-min-days", str(cert_min_days),

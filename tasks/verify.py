@@ -1,22 +1,17 @@
 """Verification: after the host's changes, its public MCP endpoint works as a client sees it."""
 
-from pyinfra import host, state
+from pyinfra import host
 from pyinfra.api import deploy
 
 from mcpedge.operations import verify_endpoint
 
-# (run, host) pairs that already have the check: it is added once per host and
-# run, whatever calls this (pyinfra's _run_once would check one host only).
-_added: set = set()
-
 
 @deploy("Verify")
 def verify_host():
+    """Last step of each host's deploy (a host is in one group, so it runs once per host)."""
     settings = host.data.mcp_edge["verify"]
-    key = (id(state), host.name)
-    if not settings["enabled"] or key in _added:
+    if not settings["enabled"]:
         return
-    _added.add(key)
     url = f"https://{host.data.mcp_edge_host['domain']}"
     access = host.data.mcp_edge["nginx"]["access"]
     verify_endpoint(
