@@ -78,19 +78,10 @@ def secret_file(dest, content, user="root", group="root", mode="600"):
         secret_file(name="Bearer tokens (0600)", dest="/etc/nginx/snippets/mcp-edge/access-tokens.conf",
                     content=token_map)
     """
-    from pyinfra import state
-
-    diff = state.config.DIFF
-    state.config.DIFF = False  # the content is a secret: say that it changes, never how
-    try:
-        # SecretContent without a masked text: drift reports never diff it either.
-        commands = list(files.put._inner(src=SecretContent(content, None, ()), dest=dest, user=user, group=group,
-                                         mode=mode))
-    finally:
-        state.config.DIFF = diff
-    if diff and commands:
-        host.log(f"Will update {dest} (content not shown: it holds secrets)")
-    yield from commands
+    # pyinfra's files.put prints whole files under --diff; config.DIFF is shared by
+    # every host's greenlet, so it cannot be switched off for one upload: own upload.
+    yield from _put_secret(SecretContent(content, None, ()), dest, user, group, file_utils.ensure_mode_int(mode),
+                           create_remote_dir=True)
 
 
 @operation()
@@ -598,6 +589,45 @@ def masked_diff(before: str | None, after: str, path: str) -> list[str]:
     ))
 
 
+def _put_secret(content: SecretContent, dest, user, group, mode: int, create_remote_dir=False):
+    """Upload ``content`` unless the remote file has the same sha1, then fix
+    mode/owner. ``--diff`` shows only ``content.masked`` (nothing when None)."""
+    remote = host.get_fact(File, path=dest)
+    if create_remote_dir and not remote:
+        yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
+    text = content.getvalue()
+    same = bool(remote) and host.get_fact(Sha1File, path=dest) == hashlib.sha1(text.encode()).hexdigest()
+    if not same:
+        if state.config.DIFF:
+            verb = "modify" if remote else "create"
+            if content.masked is None:
+                host.log(f"Will {verb} {dest} (content not shown: it holds secrets)", logger.info)
+            else:
+                before = host.get_fact(MaskedEnvFile, path=dest, names=content.secret_names) if remote else None
+                host.log(f"Will {verb} {dest} (secret values masked)", logger.info)
+                for line in masked_diff(before, content.masked, dest):
+                    logger.info("  %s", line.rstrip("\n"))
+            logger.info("")
+        yield FileUploadCommand(content, dest, remote_temp_filename=host.get_temp_filename(dest))
+        yield file_utils.chown(dest, user, group)
+        yield file_utils.chmod(dest, mode)
+        return
+
+    changed = False
+    if remote["mode"] != mode:
+        if state.config.DIFF:
+            logger.info("mode %s -> %s", remote["mode"], mode)
+        yield file_utils.chmod(dest, mode)
+        changed = True
+    if remote["user"] != user or remote["group"] != group:
+        if state.config.DIFF:
+            logger.info("chown %s:%s -> %s:%s", remote["user"], remote["group"], user, group)
+        yield file_utils.chown(dest, user, group)
+        changed = True
+    if not changed:
+        host.noop(f"file {dest} is up to date (secret content)")
+
+
 @operation()
 def secret_template(src, dest, user, group, mode, secret_names=(), secrets=(), create_remote_dir=False, **data):
     """
@@ -640,32 +670,4 @@ def secret_template(src, dest, user, group, mode, secret_names=(), secrets=(), c
     content = SecretContent(text, mask_env_text(text, names, secrets), names)
     mode = file_utils.ensure_mode_int(mode)
 
-    remote = host.get_fact(File, path=dest)
-    if create_remote_dir and not remote:
-        yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
-    same = bool(remote) and host.get_fact(Sha1File, path=dest) == hashlib.sha1(text.encode()).hexdigest()
-    if not same:
-        if state.config.DIFF:
-            before = host.get_fact(MaskedEnvFile, path=dest, names=names) if remote else None
-            host.log(f"Will {'modify' if remote else 'create'} {dest} (secret values masked)", logger.info)
-            for line in masked_diff(before, content.masked, dest):
-                logger.info("  %s", line.rstrip("\n"))
-            logger.info("")
-        yield FileUploadCommand(content, dest, remote_temp_filename=host.get_temp_filename(dest))
-        yield file_utils.chown(dest, user, group)
-        yield file_utils.chmod(dest, mode)
-        return
-
-    changed = False
-    if remote["mode"] != mode:
-        if state.config.DIFF:
-            logger.info("mode %s -> %s", remote["mode"], mode)
-        yield file_utils.chmod(dest, mode)
-        changed = True
-    if remote["user"] != user or remote["group"] != group:
-        if state.config.DIFF:
-            logger.info("chown %s:%s -> %s:%s", remote["user"], remote["group"], user, group)
-        yield file_utils.chown(dest, user, group)
-        changed = True
-    if not changed:
-        host.noop(f"file {dest} is up to date (secret content)")
+    yield from _put_secret(content, dest, user, group, mode, create_remote_dir)
