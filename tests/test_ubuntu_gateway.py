@@ -37,6 +37,28 @@ def test_fresh_apply_succeeds_and_second_apply_changes_nothing(deployed):
     assert second["results"]["totals"]["success"] == 0
 
 
+def test_no_op_apply_reads_the_host_in_one_command_and_still_sees_a_hand_edit(ubuntu):
+    """A converged host answers the whole no-op re-apply with one sudo command (the
+    fact plan of the run before, mcpedge/fact_cache.py), and a file edited by hand
+    since is still seen and repaired."""
+    def sudo_commands_since(mark):
+        log = bench.target_exec(ubuntu, "journalctl", "--no-pager", "-o", "cat", "_COMM=sudo", "--since", mark)
+        return [line for line in log.splitlines() if "COMMAND=" in line and "(command continued)" not in line]
+
+    mark = bench.target_exec(ubuntu, "date", "+%Y-%m-%d %H:%M:%S").strip()
+    time.sleep(1)  # journalctl --since has one-second resolution
+    noop = bench.apply()
+    assert noop["changed"] == []
+    assert len(sudo_commands_since(mark)) == 1, sudo_commands_since(mark)
+
+    snippet = "/etc/nginx/snippets/mcp-edge/security-headers.conf"
+    bench.target_exec(ubuntu, "sh", "-c", f"echo '# hand edit' >> {snippet}")
+    repaired = bench.apply()
+    assert any(snippet.rsplit("/", 1)[1] in name for name in repaired["changed"]), repaired["changed"]
+    assert "# hand edit" not in bench.target_exec(ubuntu, "cat", snippet)
+    assert bench.apply()["changed"] == []
+
+
 # --- MCP through the proxy, official SDK --------------------------------------------
 
 def test_mcp_sdk_over_sse(ubuntu, ca_file):
