@@ -25,6 +25,7 @@ import copy
 import importlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -48,6 +49,10 @@ _hosts: list[Host] = []
 def plan_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mcp-edge" / "fact-plans"
+
+
+def _plan_path(host) -> Path:
+    return plan_dir() / (re.sub(r"[^A-Za-z0-9@._-]", "_", host.name) + ".json")
 
 
 def _plans_on() -> bool:
@@ -94,7 +99,7 @@ def _remember(state, host, cls, fact_kwargs: dict, connector: dict) -> None:
 
 def _load_plan(host) -> list:
     try:
-        entries = json.loads((plan_dir() / f"{host.name}.json").read_text())
+        entries = json.loads(_plan_path(host).read_text())
     except (OSError, ValueError):
         return []
     return entries if isinstance(entries, list) else []
@@ -197,7 +202,7 @@ def _save_plans() -> None:
         asked = host.__dict__.get(_ASKED)
         if not asked:
             continue
-        path = plan_dir() / f"{host.name}.json"
+        path = _plan_path(host)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")

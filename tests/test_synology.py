@@ -105,10 +105,15 @@ def _wait_streaming(seconds):
 
 def _seconds_to_next_guard_run(nas):
     """When DSM's Task Scheduler (simulated by systemd timers) runs the guard next."""
-    line = bench.target_exec(nas, "systemctl", "list-timers", "--all", "--no-legend", "syno-task-*").split()
-    now = bench.target_exec(nas, "date", "-u", "+%Y-%m-%d %H:%M:%S").strip()
     fmt = "%Y-%m-%d %H:%M:%S"
-    return (datetime.strptime(f"{line[1]} {line[2]}", fmt) - datetime.strptime(now, fmt)).total_seconds()
+    for _ in range(30):
+        line = bench.target_exec(nas, "systemctl", "list-timers", "--all", "--no-legend", "syno-task-*").split()
+        # NEXT is "-" while the task runs (OnUnitActiveSec counts from its start)
+        if len(line) > 2 and line[0] != "-":
+            now = bench.target_exec(nas, "date", "-u", "+%Y-%m-%d %H:%M:%S").strip()
+            return (datetime.strptime(f"{line[1]} {line[2]}", fmt) - datetime.strptime(now, fmt)).total_seconds()
+        time.sleep(1)
+    raise AssertionError(f"the guard's DSM task has no next run: {line}")
 
 
 def test_patch_mode_survives_dsm_regeneration_via_guard_and_reapply(nas):
