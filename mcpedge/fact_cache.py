@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyinfra import logger
@@ -39,6 +40,7 @@ _CACHE = "_mcp_edge_fact_cache"  # key -> value, valid while no command ran
 _READING = "_mcp_edge_reading_fact"  # >0 while a fact's own command runs
 _ASKED = "_mcp_edge_facts_asked"  # plan entries this run, in order
 _PLANNED = "_mcp_edge_plan_done"  # the plan was read (or there was none)
+_DEFAULT = "_mcp_edge_default_connector"
 
 _original_get_fact = _facts._get_fact
 _original_run = Host.run_shell_command
@@ -75,13 +77,26 @@ def _key(cls, fact_kwargs: dict, connector: dict) -> tuple:
 
 
 def _default_connector(state, host) -> dict:
-    """The connector arguments of a fact asked outside any operation override."""
-    previous = host.current_op_global_arguments
-    host.current_op_global_arguments = None
+    """The connector arguments of a fact asked outside any operation override
+    (the host's data: sudo and its password); the same all run long."""
+    if _DEFAULT not in host.__dict__:
+        previous = host.current_op_global_arguments
+        host.current_op_global_arguments = None
+        try:
+            host.__dict__[_DEFAULT] = _connector(_facts._handle_fact_kwargs(state, host, Host, None, None)[1])
+        finally:
+            host.current_op_global_arguments = previous
+    return host.__dict__[_DEFAULT]
+
+
+@contextmanager
+def _reading(host):
+    """A fact's own command runs: it changes nothing, the cache stays."""
+    setattr(host, _READING, getattr(host, _READING, 0) + 1)
     try:
-        return _connector(_facts._handle_fact_kwargs(state, host, Host, None, None)[1])
+        yield
     finally:
-        host.current_op_global_arguments = previous
+        setattr(host, _READING, getattr(host, _READING) - 1)
 
 
 def _remember(state, host, cls, fact_kwargs: dict, connector: dict) -> None:
@@ -135,14 +150,13 @@ def _batch(state, host) -> None:
     connector = _default_connector(state, host)
     if not host.connected:
         host.connect(reason="to read its facts", raise_exceptions=True)
-    setattr(host, _READING, getattr(host, _READING, 0) + 1)
     try:
-        ok, output = _original_run(host, StringCommand(*parts), print_output=False, print_input=False, **connector)
+        with _reading(host):
+            ok, output = _original_run(host, StringCommand(*parts), print_output=False, print_input=False,
+                                       **connector)
     except Exception as exc:  # noqa: BLE001 - the facts are then read one by one
         logger.debug("fact batch on %s failed: %s", host.name, exc)
         return
-    finally:
-        setattr(host, _READING, getattr(host, _READING) - 1)
     if not ok:
         return
     # Split the output at the markers: index -> (lines, exit status).
@@ -185,12 +199,8 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply
     cache = host.__dict__.setdefault(_CACHE, {})
     key = _key(cls, fact_kwargs, connector)
     if key not in cache:
-        setattr(host, _READING, getattr(host, _READING, 0) + 1)
-        try:
-            value = _original_get_fact(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
-        finally:
-            setattr(host, _READING, getattr(host, _READING) - 1)
-        cache[key] = value
+        with _reading(host):
+            cache[key] = _original_get_fact(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
     return copy.deepcopy(cache[key])  # operations may modify what they get
 
 

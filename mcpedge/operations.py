@@ -80,8 +80,7 @@ def secret_file(dest, content, user="root", group="root", mode="600"):
     """
     # pyinfra's files.put prints whole files under --diff; config.DIFF is shared by
     # every host's greenlet, so it cannot be switched off for one upload: own upload.
-    yield from _put_secret(SecretContent(content, None, ()), dest, user, group, file_utils.ensure_mode_int(mode),
-                           create_remote_dir=True)
+    yield from _put_secret(SecretContent(content, None, ()), dest, user, group, mode, create_remote_dir=True)
 
 
 @operation()
@@ -589,9 +588,10 @@ def masked_diff(before: str | None, after: str, path: str) -> list[str]:
     ))
 
 
-def _put_secret(content: SecretContent, dest, user, group, mode: int, create_remote_dir=False):
+def _put_secret(content: SecretContent, dest, user, group, mode, create_remote_dir=False):
     """Upload ``content`` unless the remote file has the same sha1, then fix
     mode/owner. ``--diff`` shows only ``content.masked`` (nothing when None)."""
+    mode = file_utils.ensure_mode_int(mode)
     remote = host.get_fact(File, path=dest)
     if create_remote_dir and not remote:
         yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
@@ -668,6 +668,4 @@ def secret_template(src, dest, user, group, mode, secret_names=(), secrets=(), c
     data.setdefault("inventory", state.inventory)
     text = get_template(src).render(data)
     content = SecretContent(text, mask_env_text(text, names, secrets), names)
-    mode = file_utils.ensure_mode_int(mode)
-
     yield from _put_secret(content, dest, user, group, mode, create_remote_dir)
