@@ -14,7 +14,7 @@ from tasks.nas_nginx import configure_nas_nginx
 from tasks.nginx import configure_http, configure_site
 from tasks.packages import install_packages
 from tasks.preflight import ubuntu_host_ready
-from tasks.supergateway import configure_gateway
+from tasks.gateway import configure_gateway
 from tasks.verify import verify_host
 
 # Pre-flight first: a host that cannot take the deploy is refused before any change.

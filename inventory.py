@@ -4,6 +4,6 @@ The whole file is validated here, before any host is contacted; a bad value
 stops the run with a message naming the file, the key and what was expected.
 """
 
-from mcpedge.settings import current as _current
+from mcpedge.settings import inventory_or_exit as _inventory
 
-globals().update(_current().inventory())
+globals().update(_inventory())

@@ -2,6 +2,6 @@
 
 import os as _os
 
-from mcpedge.settings import use as _use
+from mcpedge.settings import inventory_or_exit as _inventory
 
-globals().update(_use(_os.environ.get("MCP_EDGE_SANDBOX_SETTINGS", ".sandbox/settings.yaml")).inventory())
+globals().update(_inventory(_os.environ.get("MCP_EDGE_SANDBOX_SETTINGS", ".sandbox/settings.yaml")))

@@ -8,7 +8,11 @@ stream proxy settings) need, on every target.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+
+from .escape import host_port, systemd_env_value  # noqa: F401 (systemd_env_value: used by callers)
+from .settings import Secret, reveal, size_bytes
 
 # Remote paths owned by the bundle.
 CONFIG_DIR = "/etc/mcp-edge"
@@ -17,10 +21,12 @@ NGINX_SNIPPET_DIR = "/etc/nginx/snippets/mcp-edge"
 NGINX_MANIFEST = f"{CONFIG_DIR}/nginx-managed.list"
 NGINX_COMMIT = "/usr/local/sbin/mcp-edge-nginx-commit"
 ACCESS_LOG = "/var/log/nginx/mcp-edge-access.json"
-GATEWAY_BIN = "/usr/local/bin/supergateway"
-GATEWAY_PRELOAD = "/usr/local/lib/mcp-edge/listen-loopback.cjs"
-GATEWAY_UNIT = "mcp-edge-gateway@.service"
+LIB_DIR = "/usr/local/lib/mcp-edge"
+GATEWAY_PROGRAM = f"{LIB_DIR}/mcp_edge_gateway.py"
 GATEWAY_USER = "mcp-gateway"
+SERVERS_DIR = f"{CONFIG_DIR}/servers"
+SOCKET_DIR = "/run/mcp-edge"
+NGINX_USER = "www-data"  # Debian's nginx workers: the only ones that may open the gateway sockets
 ACME_CA_REMOTE = f"{CONFIG_DIR}/acme-ca.pem"
 CERTBOT_DROPIN = "/etc/systemd/system/certbot.service.d/mcp-edge.conf"
 CERTBOT_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx"
@@ -34,46 +40,83 @@ TOKEN_FILE = f"{NGINX_SNIPPET_DIR}/access-tokens.conf"
 
 
 @dataclass(frozen=True)
-class GatewayInstance:
-    name: str        # systemd instance: sse, http-1, http-2, ...
-    transport: str   # Supergateway --outputTransport
-    port: int
-    args: str        # extra Supergateway arguments
+class GatewayServer:
+    """One stdio MCP server behind mcp-edge-gateway: its units, socket and files."""
+
+    name: str
 
     @property
     def unit(self) -> str:
-        return f"mcp-edge-gateway@{self.name}.service"
+        return f"mcp-edge-gateway-{self.name}.service"
+
+    @property
+    def socket_unit(self) -> str:
+        return f"mcp-edge-gateway-{self.name}.socket"
+
+    @property
+    def socket(self) -> str:
+        return f"{SOCKET_DIR}/gateway-{self.name}.sock"
+
+    @property
+    def config_file(self) -> str:
+        return f"{SERVERS_DIR}/{self.name}.json"
 
     @property
     def env_file(self) -> str:
-        return f"{CONFIG_DIR}/gateway-{self.name}.env"
+        return f"{SERVERS_DIR}/{self.name}.env"
+
+    @property
+    def upstream(self) -> str:
+        return f"mcp_edge_{self.name.replace('-', '_')}"
 
 
-def systemd_env_value(value: str) -> str:
-    """Quote a value for a systemd EnvironmentFile (double quotes, escapes)."""
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+# Today an Ubuntu host serves one stdio server (the settings' ubuntu.gateway).
+DEFAULT_SERVER = GatewayServer("default")
 
 
-def gateway_instances(sg: dict) -> list[GatewayInstance]:
-    timeout_ms = sg["session_timeout"] * 1000
-    out = [GatewayInstance("sse", "sse", sg["sse_port"], "--ssePath /sse --messagePath /message")]
-    for n in range(sg["http_instances"]):
-        out.append(GatewayInstance(
-            f"http-{n + 1}", "streamableHttp", sg["http_port"] + n,
-            f"--streamableHttpPath /mcp --stateful --sessionTimeout {timeout_ms}",
-        ))
-    return out
+def gateway_config(gw: dict, server: GatewayServer, base_path: str = "") -> dict:
+    """mcp-edge-gateway's JSON config (no secrets: those go to the env file)."""
+    s = gw["sessions"]
+    return {
+        "name": server.name,
+        "command": gw["command"],
+        "env_file": server.env_file,
+        "working_directory": gw["working_directory"],
+        "base_path": base_path,
+        "sessions": {"max_total": s["max_total"], "max_per_client": s["max_per_client"],
+                     "idle_timeout": s["idle_timeout"], "evict_min_idle": s["evict_min_idle"]},
+        "keepalive_interval": gw["keepalive_interval"],
+        "max_message_bytes": 8 << 20,
+        "client_header": "X-MCP-Edge-Client",
+        "bind_sessions_to_client": False,
+        "log_level": gw["log_level"],
+    }
 
 
-def mcp_context(nginx: dict, sse_servers: list[str], http_servers: list[str]) -> dict:
-    """What the shared MCP templates need, whatever the target."""
+def gateway_config_text(gw: dict, server: GatewayServer) -> str:
+    return json.dumps(gateway_config(gw, server), indent=2, sort_keys=True) + "\n"
+
+
+def env_file_lines(environment: dict) -> list[str]:
+    """``NAME=<JSON string>`` lines (the gateway's env file): any value is one safe line."""
+    return [f"{k}={json.dumps(reveal(v))}" for k, v in sorted(environment.items())]
+
+
+def secret_values(environment: dict) -> tuple[list[str], list[str]]:
+    """(names, revealed values) of the secret (``env:NAME``) entries of an environment."""
+    names = sorted(k for k, v in environment.items() if isinstance(v, Secret))
+    return names, [reveal(environment[k]) for k in names]
+
+
+def mcp_context(nginx: dict, upstream: str, upstream_servers: list[str], health_path: str = "/health") -> dict:
+    """What the shared MCP templates need, whatever the target. ``upstream``
+    serves every MCP path of the site (Streamable HTTP and legacy SSE)."""
     return {
         "snippet_dir": NGINX_SNIPPET_DIR,
         "access_log": ACCESS_LOG,
-        "sse_servers": sse_servers,
-        "http_servers": http_servers,
-        "health_upstream": "mcp_edge_http",
+        "upstream": upstream,
+        "upstream_servers": upstream_servers,
+        "health_path": health_path,
         "stream_timeout": nginx["stream_timeout"],
         "rate_limit": nginx["rate_limit"],
         "metrics_allow": nginx["metrics_allow"],
@@ -90,7 +133,7 @@ def token_map_content(tokens: list[str]) -> str:
     lines = ["# Managed by mcp-edge (0600 root: holds the bearer tokens; nginx's master reads it).",
              "map $http_authorization $mcp_edge_token_ok {", "    default 0;"]
     # Tokens are [A-Za-z0-9_-]{32,} (checked in the settings): nothing to escape.
-    lines += [f'    "~^(?i:bearer) +{t}$" 1;' for t in tokens]
+    lines += [f'    "~^(?i:bearer) +{reveal(t)}$" 1;' for t in tokens]
     return "\n".join(lines + ["}", ""])
 
 
@@ -106,33 +149,32 @@ def commit_context(reload_commands: list[str], nginx_bin: str = "nginx") -> dict
 
 def ubuntu_context(edge: dict, host_info: dict) -> dict:
     """Template context for an Ubuntu/Debian gateway host."""
-    sg = edge["supergateway"]
+    gw = edge["gateway"]
     nginx = edge["nginx"]
-    instances = gateway_instances(sg)
-    env_lines = [f"MCP_STDIO_COMMAND={systemd_env_value(sg['stdio_command'])}",
-                 f"MCP_LOG_LEVEL={sg['log_level']}"]
-    env_lines += [f"{k}={systemd_env_value(v)}" for k, v in sorted(sg["environment"].items())]
+    server = DEFAULT_SERVER
     domain = host_info["domain"]
+    names, values = secret_values(gw["environment"])
     return {
         "domains": [domain],
         "cert_name": domain,
+        "names_hash_bucket": max(64, 1 << (len(domain) + 8).bit_length()),
         "nginx": nginx,
         "acme": edge["acme"],
         "acme_ca_remote": ACME_CA_REMOTE,
-        "mcp": mcp_context(
-            nginx,
-            sse_servers=[f"127.0.0.1:{i.port}" for i in instances if i.transport == "sse"],
-            http_servers=[f"127.0.0.1:{i.port}" for i in instances if i.transport != "sse"],
-        ),
+        "mcp": mcp_context(nginx, server.upstream, [f"unix:{server.socket}"]),
         "gw": {
             "user": GATEWAY_USER,
-            "bin": GATEWAY_BIN,
-            "preload": GATEWAY_PRELOAD,
-            "env_dir": CONFIG_DIR,
-            "working_directory": sg["working_directory"],
-            "version": sg["version"],
-            "env_lines": env_lines,
-            "instances": instances,
+            "group": GATEWAY_USER,
+            "socket_group": NGINX_USER,
+            "program": GATEWAY_PROGRAM,
+            "server": server,
+            "working_directory": gw["working_directory"],
+            "memory_max": size_bytes(gw["memory_max"]),
+            "tasks_max": gw["tasks_max"],
+            "config_text": gateway_config_text(gw, server),
+            "env_lines": env_file_lines(gw["environment"]),
+            "secret_names": names,
+            "secrets": values,
         },
         "commit": commit_context(["systemctl reload nginx", "systemctl start nginx"]),
     }
@@ -147,7 +189,7 @@ DSM_ACCESS_LOG = "/var/log/nginx/mcp-edge-access.json"
 def synology_context(nas: dict, host_info: dict, docker: str | None) -> dict:
     """Template context for a Synology NAS (DSM's nginx in front of loop-api and loop-mcp)."""
     bundle = nas["bundle_dir"]
-    mcp_upstream = f"{nas['upstream_host']}:{nas['loop_mcp']['host_port']}"
+    mcp_upstream = host_port(nas["upstream_host"], nas["loop_mcp"]["host_port"])
     http_file = "/etc/nginx/conf.d/http.mcp-edge-http.conf"
     site_file = "/etc/nginx/conf.d/http.mcp-edge-site.conf"
     nginx = nas["nginx"]
@@ -174,14 +216,16 @@ def synology_context(nas: dict, host_info: dict, docker: str | None) -> dict:
                for name in MCP_SNIPPETS},
         },
         "namespace": ["/etc/nginx/conf.d/http.mcp-edge-*.conf", f"{NGINX_SNIPPET_DIR}/*"],
-        "mcp": {**mcp_context(nginx, sse_servers=[mcp_upstream], http_servers=[mcp_upstream]),
-                "access_log": DSM_ACCESS_LOG},
+        "api_upstream": host_port(nas["upstream_host"], nas["loop_api"]["host_port"]),
+        "mcp": {**mcp_context(nginx, "mcp_edge_mcp", [mcp_upstream]), "access_log": DSM_ACCESS_LOG},
     }
 
 
 def nas_env_content(c: dict) -> str:
     """The env file of a NAS service container (may hold secrets: uploaded, never printed)."""
-    return "".join(f"{k}={v}\n" for k, v in sorted(c["environment"].items()))
+    # Docker's --env-file takes NAME=value lines verbatim (no quoting): values hold
+    # no newline or control character (refused in the settings), so each is one line.
+    return "".join(f"{k}={reveal(v)}\n" for k, v in sorted(c["environment"].items()))
 
 
 def nas_container_spec(ctx: dict, c: dict) -> dict:
@@ -192,7 +236,7 @@ def nas_container_spec(ctx: dict, c: dict) -> dict:
     return {
         "docker": ctx["docker"], "container": c["name"], "image": f"{c['name']}:mcp-edge",
         "replace_script": ctx["replace_script"],
-        "ports": [f"{ctx['nas']['publish_address']}:{c['host_port']}:{c['container_port']}"],
+        "ports": [f"{host_port(ctx['nas']['publish_address'], c['host_port'])}:{c['container_port']}"],
         "volumes": c["volumes"], "env_file": f"{ctx['env_dir']}/{c['name']}.env",
         "env_digest": hashlib.sha256(nas_env_content(c).encode()).hexdigest(), "restart": c["restart"],
         "labels": {"mcp-edge.service": c["name"]}, "health_cmd": health, "health_timeout": c["health_timeout"],

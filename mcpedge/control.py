@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import posixpath
 
-from .context import systemd_env_value
-from .settings import AbsPath, Bool, Duration, Field, Nullable, Str, register_section
+from .escape import systemd_env_value
+from .settings import AbsPath, Bool, Duration, Field, Nullable, Str, UserName, register_section
 
 DRIFT_UNIT = "mcp-edge-drift"
 DRIFT_LOCK = "/run/lock/mcp-edge-drift.lock"
@@ -20,18 +20,20 @@ CONTROL_SCHEMA = {
     "bundle_dir": Field(AbsPath(), "/opt/mcp-edge", "the bundle's checkout on the control host (the units run from it)"),
     "python": Field(Nullable(AbsPath()), None, "Python with the bundle's requirements; null = <bundle_dir>/.venv/bin/python"),
     "settings_file": Field(Nullable(AbsPath()), None, "settings file on the control host; null = <bundle_dir>/settings.yaml"),
-    "inventory": Field(Str(), "inventory.py", "inventory file, relative to bundle_dir"),
+    "inventory": Field(Str(r"(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}\.py",
+                           "a .py file path relative to bundle_dir (letters, digits, '.', '_', '-', '/'; no '..')"),
+                       "inventory.py", "inventory file, relative to bundle_dir"),
     "environment_file": Field(
         Nullable(AbsPath()), None,
         "0600 file on the control host with the variables the settings name (env:NAME, *_password_env)",
     ),
-    "user": Field(Str(r"[a-z_][a-z0-9_-]*", "a user name"), "root", "user the drift service runs as"),
-    "interval": Field(Duration(min=60), "30m", "time between drift checks"),
-    "jitter": Field(Duration(), "2m", "random delay added to each check (RandomizedDelaySec)"),
+    "user": Field(UserName(), "root", "user the drift service runs as"),
+    "interval": Field(Duration(60, 7 * 86400), "30m", "time between drift checks"),
+    "jitter": Field(Duration(0, 86400), "2m", "random delay added to each check (RandomizedDelaySec)"),
     "repair": Field(Bool(), True, "apply when drift is found (false: check and report only)"),
-    "state_dir": Field(AbsPath(), "/var/lib/mcp-edge-drift", "reports and the last converged digests are kept here"),
+    "state_dir": Field(AbsPath(dedicated=True), "/var/lib/mcp-edge-drift", "reports and the last converged digests are kept here"),
     "notify_command": Field(
-        Nullable(Str()), None,
+        Nullable(Str(max_len=4096)), None,
         "shell command run on a corrective change or a failure ($MCP_EDGE_DRIFT_EVENT, $MCP_EDGE_DRIFT_REPORT)",
     ),
 }

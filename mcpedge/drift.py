@@ -106,7 +106,7 @@ def _secrets_in(value, out: set) -> set:
     from mcpedge.settings import Secret
 
     if isinstance(value, Secret):
-        out.add(str(value))
+        out.add(value.reveal())
     elif isinstance(value, dict):
         for v in value.values():
             _secrets_in(v, out)
@@ -114,6 +114,14 @@ def _secrets_in(value, out: set) -> set:
         for v in value:
             _secrets_in(v, out)
     return out
+
+
+def _digest_secrets(value):
+    """json.dumps default for the settings digest: a secret counts by its digest
+    (a rotated secret is a settings change), never by its value."""
+    from mcpedge.settings import Secret
+
+    return value.digest() if isinstance(value, Secret) else str(value)
 
 
 def known_secrets() -> set[str]:
@@ -124,14 +132,14 @@ def known_secrets() -> set[str]:
     found = _secrets_in(s.sections, set())
     for h in s.hosts:
         if h.sudo_password:
-            found.add(str(h.sudo_password))
+            found.add(h.sudo_password.reveal())
     return {v for v in found if v}
 
 
 def scrub(text: str, secrets: set[str]) -> str:
     """``text`` with every secret value (also as escaped in JSON or a systemd
     environment file) replaced by ``***``."""
-    from mcpedge.context import systemd_env_value
+    from mcpedge.escape import systemd_env_value
 
     variants = set()
     for value in secrets:
@@ -260,7 +268,7 @@ def _collect_on_exit(out_path: str, original_exit):
             result["settings_file"] = os.path.abspath(settings.path)
             result["settings_digest"] = _sha256(json.dumps(
                 {"sections": settings.sections, "hosts": [[h.name, h.group, h.address, h.domain] for h in settings.hosts]},
-                sort_keys=True, default=str))
+                sort_keys=True, default=_digest_secrets))
             result["control"] = settings.section("control") if "control" in settings.sections else None
             secrets = known_secrets()
             failed = {h.name for h in state.failed_hosts}

@@ -448,26 +448,6 @@ class ListeningPorts(FactBase):
         return result
 
 
-class NodeVersion(FactBase):
-    """The Node.js a host runs or would install: ``{"version": "20.19.2", "installed": bool}``
-    (``node`` on the PATH, else the apt candidate of ``nodejs``); ``None`` when unknown."""
-
-    @staticmethod
-    def default():
-        return None
-
-    def command(self):
-        return ('if command -v node >/dev/null 2>&1; then echo "installed $(node --version)"; '
-                "else apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: /candidate /p'; fi; echo __end")
-
-    def process(self, output):
-        for line in output:
-            m = re.match(r"(installed|candidate) v?(?:\d+:)?(\d+\.\d+\.\d+)", line.strip())
-            if m:
-                return {"version": m.group(2), "installed": m.group(1) == "installed"}
-        return None
-
-
 class DockerPublishedPorts(FactBase):
     """Host ports published by running containers: ``{port: [[container, host address], ...]}``."""
 

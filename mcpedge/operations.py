@@ -20,10 +20,11 @@ from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
+from .settings import reveal
 from .facts import (
     DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
     DockerPublishedPorts, DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, FreeDisk, GuardStatus,
-    ListeningPorts, MaskedEnvFile, NginxVersion, NodeVersion, NpmGlobalPackage, SudoUser, SynologyDocker,
+    ListeningPorts, MaskedEnvFile, NginxVersion, NpmGlobalPackage, SudoUser, SynologyDocker,
     stable_fact,
 )
 
@@ -369,23 +370,20 @@ def _check_ports(wanted, ours):
 
 
 @operation()
-def ubuntu_preflight(min_free_disk, disk_paths, nginx_ports=(80, 443), gateway_ports=(), node_major=None,
-                     node_source="distro", gateway_user="mcp-gateway"):
+def ubuntu_preflight(min_free_disk, disk_paths, nginx_ports=(80, 443)):
     """
     Refuse to touch an Ubuntu/Debian host that cannot take the deploy, before
-    anything changes: sudo works, enough free disk on ``disk_paths``, the nginx
-    ports and the gateway's loopback ports are free or held by the bundle's own
-    services (nginx; the gateway's service user), and the distribution's Node.js is new
-    enough for Supergateway when ``node_source`` is ``distro``. Changes nothing.
+    anything changes: sudo works, enough free disk on ``disk_paths``, and the
+    nginx ports are free or held by nginx. (The gateway listens on a unix
+    socket systemd holds: no port to collide.) Changes nothing.
 
     + min_free_disk: bytes each of ``disk_paths`` needs free
-    + gateway_ports: {port: what} or a list of the gateway's loopback ports
-    + node_major: Supergateway's minimum Node.js major (None: no minimum)
+    + disk_paths: file systems to check
+    + nginx_ports: the ports nginx must be able to listen on
 
     .. code:: python
 
-        ubuntu_preflight(name="Pre-flight", min_free_disk=1 << 30, disk_paths=["/", "/var"],
-                         gateway_ports=[8001, 8011], node_major=20)
+        ubuntu_preflight(name="Pre-flight", min_free_disk=1 << 30, disk_paths=["/", "/var"])
     """
     user = host.get_fact(SudoUser, _ignore_errors=True)
     if user != "root":
@@ -393,24 +391,8 @@ def ubuntu_preflight(min_free_disk, disk_paths, nginx_ports=(80, 443), gateway_p
             f"{host.name}: sudo does not work for {host.data.get('ssh_user')} (commands ran as {user or 'nothing'}); "
             "check ssh.sudo_password_env / ssh.sudo_password_file or the host's sudoers rule.")
     _check_free_disk(disk_paths, min_free_disk)
-    wanted = {p: "nginx" for p in nginx_ports}
-    wanted.update({p: "a gateway loopback port" for p in gateway_ports})
-
-    def ours(listener):
-        if listener["port"] in nginx_ports:
-            return listener["process"] == "nginx"
-        return listener["user"] == gateway_user  # the gateway's own service user
-
-    ports = _check_ports(wanted, ours)
-    node = host.get_fact(NodeVersion)
-    if node_source == "distro" and node_major and node is not None:
-        major = int(node["version"].split(".")[0])
-        if major < node_major:
-            raise OperationError(
-                f"{host.name}: Node.js {node['version']} ({'installed' if node['installed'] else 'apt candidate'}) "
-                f"is older than {node_major}, which this Supergateway version needs; set "
-                f"ubuntu.supergateway.node_source: nodesource (or pin an older supergateway).")
-    host.noop(f"pre-flight passed (sudo, disk, {ports}, Node {node['version'] if node else 'unknown yet'})")
+    ports = _check_ports({p: "nginx" for p in nginx_ports}, lambda listener: listener["process"] == "nginx")
+    host.noop(f"pre-flight passed (sudo, disk, {ports})")
     yield from ()  # checks only: never a command
 
 
@@ -518,7 +500,7 @@ def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, 
         cmd.append("--allow-listed")
     env = {k: v for k, v in os.environ.items() if k != VERIFY_TOKEN_ENV}
     if token:
-        env[VERIFY_TOKEN_ENV] = str(token)
+        env[VERIFY_TOKEN_ENV] = reveal(token)
     for attempt in range(attempts):
         if attempt:
             time.sleep(2)
@@ -575,7 +557,7 @@ def mask_env_text(text: str, names=(), secrets=()) -> str:
         out.append(line)
     masked = "".join(out)
     # longest first: a secret containing another is masked whole
-    for value in sorted({str(s) for s in secrets if str(s)}, key=len, reverse=True):
+    for value in sorted({reveal(s) for s in secrets if reveal(s)}, key=len, reverse=True):
         masked = masked.replace(value, "***")
     return masked
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors import util as _util
 
+from .settings import reveal as _reveal  # the settings hand the password over as a masked Secret
+
 _PLACEHOLDER = "-"  # what the command line carries instead of the password
 # In the login session's runtime directory when there is one (a tmpfs that
 # logind removes when the session ends, even after a dropped connection), else
@@ -37,7 +39,7 @@ def _askpass_holding(host, password: str, temp_dir: str | None) -> str:
     cached = host.connector_data.get(key)
     if cached:
         return cached
-    ok, output = host.run_shell_command(_CREATE.format(effective), _stdin=str(password) + "\n")
+    ok, output = host.run_shell_command(_CREATE.format(effective), _stdin=_reveal(password) + "\n")
     if not ok or not output.stdout_lines:
         raise PyinfraError(f"could not write the sudo askpass script: {output.output}")
     host.connector_data[key] = output.stdout_lines[0]

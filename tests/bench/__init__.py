@@ -498,7 +498,8 @@ def settings_dict() -> dict:
               for key, x in TARGETS.items() if key.startswith("ubuntu-")),
         ],
         "ubuntu": {
-            "supergateway": {"stdio_command": "node /opt/mcp-demo/server.js"},
+            # The operator's stdio server, baked into the bench image; one process per session.
+            "gateway": {"command": ["node", "/opt/mcp-demo/server.js"]},
             # This machine caps open files at 20000 per process (hard); above
             # it nginx's setrlimit fails and workers keep 1024. A real host's
             # systemd allows the default 65535. Connections stay below half the
