@@ -12,9 +12,11 @@ setup:
 	bash tests/bench/setup-machine.sh
 	$(MAKE) --no-print-directory $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-sdk2.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	python3 -m venv .venv-sdk2
+	.venv-sdk2/bin/pip install -q --disable-pip-version-check -r requirements-sdk2.txt
 	touch $@
 
 sandbox: setup

@@ -2,7 +2,8 @@
 so direct upstream, deployed proxy and "before" proxy are measured from the
 same place, over loopback, with no Docker port forwarding in the path.
 
-    python3 probe.py delays URL --host H [--http2] [--count N] [--interval MS]
+    python3 probe.py delays URL --host H [--http2] [--count N] [--interval MS] [--uds SOCKET]
+    python3 probe.py sessions URL --host H --count N [--uds SOCKET] [--clients K] [--pace S]
     python3 probe.py idle URL --host H --streams N --seconds S
     python3 probe.py streams HOST PORT --sni H --steps 100,1000 --rate R --window S
     python3 probe.py hold URL --host H --streams N   (continuity: reads commands on stdin)
@@ -30,8 +31,10 @@ CTX.check_hostname = False
 CTX.verify_mode = ssl.CERT_NONE  # loopback inside the target; the cert is checked by verify
 
 
-def client(host: str, http2: bool = False, read: float | None = None) -> httpx.Client:
-    return httpx.Client(verify=CTX, http2=http2, timeout=httpx.Timeout(10, read=read),
+def client(host: str, http2: bool = False, read: float | None = None, uds: str | None = None) -> httpx.Client:
+    """``uds``: talk to the gateway's unix socket directly (the "direct upstream" baseline)."""
+    transport = httpx.HTTPTransport(uds=uds) if uds else None
+    return httpx.Client(verify=CTX, http2=http2, timeout=httpx.Timeout(10, read=read), transport=transport,
                         headers={"Host": host, "Accept-Encoding": "gzip"})
 
 
@@ -61,8 +64,8 @@ class Sse:
         endpoint_timeout = max(0.01, endpoint_timeout - (time.time() - t0))
         self.events = iter_events(self.resp.iter_lines())
         self.http_version = self.resp.http_version
-        # Ids unique across sessions: Supergateway shares one stdio server between
-        # SSE sessions, and a reply to another session's request may show up here.
+        # Ids unique across sessions: the "before" gateway (Supergateway's SSE mode)
+        # shares one stdio server between sessions, so another session's reply may show up.
         self.next_id = int.from_bytes(os.urandom(4), "big") * 1000
         ev, data, _ = self.event(endpoint_timeout)
         if ev != "endpoint":
@@ -122,10 +125,10 @@ class Sse:
         self.resp.close()
 
 
-def delays(url, host, http2=False, count=1000, interval=5):
+def delays(url, host, http2=False, count=1000, interval=5, uds=None):
     """The demo server's `ticks` tool: `count` events, each with its send time."""
     out = {"url": url, "http2": http2, "count": count, "interval_ms": interval, "delays_ms": [], "held": 0}
-    c = client(host, http2)
+    c = client(host, http2, uds=uds)
     try:
         s = Sse(c, url)
     except (TimeoutError, httpx.TimeoutException):
@@ -233,6 +236,40 @@ def hold(url, host, streams=20):
     for s in sessions:
         s.close()
     return None
+
+
+def sessions(url, host, count, uds=None, clients=1, pace=0.0):
+    """Open `count` Streamable HTTP sessions (initialize + initialized) and never
+    close one, as clients that send no DELETE do. ``clients`` > 1 spreads them over
+    that many client keys (X-MCP-Edge-Client, honoured only on the gateway's own
+    socket). Bounded: `count` requests. Prints statuses and the session ids kept."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}
+    base = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    statuses, sids, t0 = [], [], time.time()
+    c = client(host, uds=uds, read=30)
+    try:
+        for i in range(count):
+            h = dict(base, **({"X-MCP-Edge-Client": f"bench-{i % clients}"} if clients > 1 else {}))
+            try:
+                r = c.post(urljoin(url, "/mcp"), json=init, headers=h)
+                statuses.append(r.status_code)
+                sid = r.headers.get("mcp-session-id")
+                if r.status_code == 200 and sid:
+                    sids.append(sid)
+                    c.post(urljoin(url, "/mcp"), headers=dict(h, **{"Mcp-Session-Id": sid,
+                                                                   "MCP-Protocol-Version": PROTOCOL_VERSION}),
+                           json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            except httpx.HTTPError as exc:
+                statuses.append(type(exc).__name__)
+            if pace:
+                time.sleep(pace)
+    finally:
+        c.close()
+    counts = {}
+    for st in statuses:
+        counts[str(st)] = counts.get(str(st), 0) + 1
+    return {"count": count, "statuses": counts, "seconds": round(time.time() - t0, 2), "sessions": len(sids)}
 
 
 # --- Many streams: raw asyncio, one event per stream now and then -------------------
@@ -346,7 +383,10 @@ def main(argv):
             i += 1
     if cmd == "delays":
         res = delays(pos[0], opts["host"], bool(opts.get("http2")), int(opts.get("count", 1000)),
-                     int(opts.get("interval", 5)))
+                     int(opts.get("interval", 5)), opts.get("uds"))
+    elif cmd == "sessions":
+        res = sessions(pos[0], opts["host"], int(opts["count"]), opts.get("uds"), int(opts.get("clients", 1)),
+                       float(opts.get("pace", 0)))
     elif cmd == "idle":
         res = idle(pos[0], opts["host"], int(opts.get("streams", 10)), float(opts.get("seconds", 65)))
     elif cmd == "hold":

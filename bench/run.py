@@ -21,7 +21,11 @@ REMOTE = "/opt/mcp-edge-bench"
 NGINX_FILE = "/etc/nginx/conf.d/bench-mcp-edge.conf"  # outside the bundle's mcp-edge-* namespace
 EMITTER_UNIT = "mcp-edge-bench-emitter"
 BEFORE_PORT, STREAMS_PORT, EMITTER_PORT = 8443, 8444, 9100
-SSE_PORT = 8001  # the deployed SSE gateway instance (settings default)
+GATEWAY_SOCKET = "/run/mcp-edge/gateway-default.sock"  # the deployed gateway (one server: "default")
+GATEWAY_UNIT = "mcp-edge-gateway-default.service"
+# The design before mcp-edge-gateway, for the side-by-side session figures: Supergateway
+# 4.0.0 in stateful Streamable HTTP mode (one child per session, kept for its 30 min timeout).
+SG_VERSION, SG_PORT, SG_UNIT = "4.0.0", 18011, "mcp-edge-bench-supergateway"
 # Pure-Python client libraries copied into the target for the in-target probe.
 PROBE_LIBS = ("httpx", "httpcore", "h11", "h2", "hpack", "hyperframe", "anyio", "sniffio", "idna", "certifi",
               "typing_extensions.py")
@@ -76,7 +80,7 @@ def install(t) -> None:
                    check=True)
     conf = (HERE / "bench-nginx.conf").read_text()
     for key, val in {"domain": t.domain, "before_port": BEFORE_PORT, "streams_port": STREAMS_PORT,
-                     "emitter_port": EMITTER_PORT, "sse_port": SSE_PORT}.items():
+                     "emitter_port": EMITTER_PORT, "gateway_socket": GATEWAY_SOCKET}.items():
         conf = conf.replace("{" + key + "}", str(val))
     texec("sh", "-c", f"cat > {NGINX_FILE} && nginx -t -q && systemctl reload nginx", input=conf)
     texec("systemctl", "stop", EMITTER_UNIT, check=False)  # a previous run's, if any
@@ -86,7 +90,7 @@ def install(t) -> None:
 
 
 def uninstall() -> None:
-    texec("systemctl", "stop", EMITTER_UNIT, check=False)
+    texec("systemctl", "stop", EMITTER_UNIT, SG_UNIT, check=False)
     texec("sh", "-c", f"rm -f {NGINX_FILE} && nginx -t -q && systemctl reload nginx; rm -rf {REMOTE}", check=False)
 
 
@@ -152,7 +156,7 @@ def converge(hosts: int, fresh: bool) -> dict:
 def delays(t, count: int) -> dict:
     host = t.domain
     runs = {
-        "direct": ("http://127.0.0.1:%d" % SSE_PORT, False),
+        "direct": ("http://gateway", False),
         "deployed HTTP/1.1": ("https://127.0.0.1:443", False),
         "deployed HTTP/2": ("https://127.0.0.1:443", True),
         "before HTTP/1.1": (f"https://127.0.0.1:{BEFORE_PORT}", False),
@@ -161,8 +165,9 @@ def delays(t, count: int) -> dict:
     out = {}
     for name, (url, h2) in runs.items():
         log(f"delays: {name} ({count} events)")
-        args = ["delays", url, "--host", host if "direct" not in name else f"127.0.0.1:{SSE_PORT}",
-                "--count", str(count), "--interval", "5"] + (["--http2"] if h2 else [])
+        args = ["delays", url, "--host", host, "--count", str(count), "--interval", "5"] + (["--http2"] if h2 else [])
+        if name == "direct":
+            args += ["--uds", GATEWAY_SOCKET]
         res = probe(*args, timeout=count * 0.005 + 90)
         d = res.pop("delays_ms")
         res.update(delivered=len(d), p50_ms=pct(d, 50), p99_ms=pct(d, 99), samples=d)
@@ -172,6 +177,94 @@ def delays(t, count: int) -> dict:
         if name != "direct" and res["delivered"]:
             res["added_p50_ms"] = res["p50_ms"] - base["p50_ms"]
             res["added_p99_ms"] = res["p99_ms"] - base["p99_ms"]
+    return out
+
+
+# --- (1b) Sessions: what one idle session costs, what a flood of initializes does -------------
+
+_CGROUP_PSS = ('cg=$(systemctl show -p ControlGroup --value "$1"); t=0; '
+               'for p in $(cat /sys/fs/cgroup$cg/cgroup.procs 2>/dev/null); do '
+               'k=$(awk \'/^Pss:/ {print $2}\' /proc/$p/smaps_rollup 2>/dev/null); t=$((t + ${k:-0})); done; '
+               'echo "$t $(wc -l < /sys/fs/cgroup$cg/cgroup.procs)"')
+
+
+def unit_pss(unit: str) -> tuple[float, int]:
+    """(MiB of proportional set size, processes) of a unit's cgroup."""
+    kib, procs = texec("sh", "-c", _CGROUP_PSS, "sh", unit).split()
+    return int(kib) / 1024, int(procs)
+
+
+def _health(url: str, uds: str | None = None, host: str = "localhost") -> int | str:
+    """The HTTP status of ``url`` from inside the target (through ``uds`` when given)."""
+    code = ("import sys, httpx; t = httpx.HTTPTransport(uds=sys.argv[2]) if sys.argv[2] else None; "
+            "c = httpx.Client(verify=False, transport=t, timeout=10, headers={'Host': sys.argv[3]}); "
+            "print(c.get(sys.argv[1]).status_code)")
+    try:
+        return int(texec("env", f"PYTHONPATH={REMOTE}/lib", "python3", "-c", code, url, uds or "", host,
+                         timeout=30).strip())
+    except (RuntimeError, ValueError) as exc:
+        return str(exc)[-80:]
+
+
+def _start_supergateway() -> None:
+    log(f"sessions: installing Supergateway {SG_VERSION} (the previous design) in the target, for comparison")
+    texec("sh", "-c", f"mkdir -p {REMOTE}/sg && cd {REMOTE}/sg && npm install --no-audit --no-fund --silent "
+          f"supergateway@{SG_VERSION} >/dev/null 2>&1", timeout=600)
+    texec("systemctl", "stop", SG_UNIT, check=False)
+    # Supergateway 4.0.x binds every interface: keep its traffic on loopback.
+    texec("systemd-run", f"--unit={SG_UNIT}", "--collect", "-p", "RuntimeMaxSec=3600", "-p", "IPAddressDeny=any",
+          "-p", "IPAddressAllow=localhost", "-p", "MemoryAccounting=yes",
+          f"{REMOTE}/sg/node_modules/.bin/supergateway", "--stdio", "node /opt/mcp-demo/server.js",
+          "--outputTransport", "streamableHttp", "--stateful", "--port", str(SG_PORT), "--healthEndpoint", "/health",
+          "--logLevel", "none")
+    for _ in range(60):
+        if _health(f"http://127.0.0.1:{SG_PORT}/health") == 200:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("Supergateway did not come up")
+
+
+def sessions(t, idle: int, flood: int) -> dict:
+    """Per-session memory (``idle`` sessions, each its own client) and a flood of
+    ``flood`` initializes from one client that never closes a session, for the
+    deployed gateway and for Supergateway 4.0.0 stateful (the previous design)."""
+    out = {}
+    _start_supergateway()
+    designs = {
+        # mcp-edge: idle sessions straight to its socket (one client key each, under the per-client cap);
+        # the flood through nginx, as a client sees it.
+        "mcp-edge": {"unit": GATEWAY_UNIT, "idle": ("http://gateway", GATEWAY_SOCKET, idle),
+                     "flood": ("https://127.0.0.1:443", None), "health": ("https://127.0.0.1/health", None, t.domain)},
+        "supergateway": {"unit": SG_UNIT, "idle": (f"http://127.0.0.1:{SG_PORT}", None, 1),
+                         "flood": (f"http://127.0.0.1:{SG_PORT}", None),
+                         "health": (f"http://127.0.0.1:{SG_PORT}/health", None)},
+    }
+    for name, d in designs.items():
+        if name == "mcp-edge":
+            texec("systemctl", "restart", GATEWAY_UNIT)  # start from no session
+            time.sleep(2)
+        base_mib, base_procs = unit_pss(d["unit"])
+        url, uds, clients = d["idle"]
+        log(f"sessions: {name}: {idle} idle sessions")
+        args = ["sessions", url, "--host", t.domain, "--count", str(idle), "--clients", str(clients or 1)]
+        res = probe(*(args + (["--uds", uds] if uds else [])), timeout=300)
+        time.sleep(2)
+        mib, procs = unit_pss(d["unit"])
+        per = (mib - base_mib) / max(res["sessions"], 1)
+        log(f"sessions: {name}: {idle} initializes, then a flood of {flood} from one client")
+        furl, fuds = d["flood"]
+        t0 = time.monotonic()
+        fres = probe("sessions", furl, "--host", t.domain, "--count", str(flood), "--pace", "0.06",
+                     *(["--uds", fuds] if fuds else []), timeout=600)
+        time.sleep(2)
+        fmib, fprocs = unit_pss(d["unit"])
+        out[name] = {"idle_sessions": res["sessions"], "base_mib": round(base_mib, 1),
+                     "mib_per_idle_session": round(per, 1), "flood": flood, "flood_statuses": fres["statuses"],
+                     "flood_seconds": round(time.monotonic() - t0, 1), "after_flood_mib": round(fmib, 1),
+                     "after_flood_processes": fprocs, "health_after": _health(*d["health"])}
+        log(f"sessions: {name}: {out[name]}")
+    texec("systemctl", "stop", SG_UNIT, check=False)
+    texec("systemctl", "restart", GATEWAY_UNIT)  # drop the flood's sessions before the next measures
     return out
 
 
@@ -348,6 +441,21 @@ def table(r: dict) -> str:
                 status = f"inconclusive (0 held; the baseline's own p99 is {direct['p99_ms']:.0f} ms here)"
             rows.append(f"| Added event delay, {proto}, gzip-accepting client ({dep['count']} events) | {cell(dep)} | "
                         f"{cell(bef)} | p99 <= 1 ms, 0 held | {status} |")
+    ss = r.get("sessions")
+    if ss and "error" not in ss:
+        me, sg = ss["mcp-edge"], ss["supergateway"]
+        rows.append(f"| Memory per idle MCP session (PSS, demo Node server; before: Supergateway {SG_VERSION} stateful) | "
+                    f"{me['mib_per_idle_session']:.1f} MiB ({me['idle_sessions']} sessions, a process each) | "
+                    f"{sg['mib_per_idle_session']:.1f} MiB ({sg['idle_sessions']} sessions, a process each) | | |")
+
+        def flood(x):
+            return (f"{x['after_flood_processes'] - 1} sessions kept, {x['after_flood_mib']:.0f} MiB, "
+                    f"/health {x['health_after']}; answers {x['flood_statuses']}")
+        ok = me["after_flood_processes"] - 1 <= 4 + 1 and me["after_flood_mib"] < 1024 and me["health_after"] == 200
+        rows.append(f"| Flood: {me['flood']} initializes from one client, none closed (before: Supergateway) | "
+                    f"{flood(me)} | {flood(sg)} | at most 4 sessions per client, < 1 GiB, /health 200 | {met(ok)} |")
+    elif ss:
+        rows.append(f"| Sessions (memory per session, flood) | error: {ss['error']} | | | not measured |")
     for key, label in (("idle", "Idle SSE stream survives 65 s"), ("idle_long", "Idle SSE stream survives 10 min")):
         i = r.get(key)
         if key == "idle_long" and not i:
@@ -520,15 +628,19 @@ def main(args) -> int:
                 r["converge_8_error"] = str(exc)[-500:]
         install(t)
         r["delays"] = delays(t, 300 if quick else 1000)
+        try:
+            r["sessions"] = sessions(t, 8, 40 if quick else 100)
+        except Exception as exc:  # noqa: BLE001 - keep the other measurements
+            log(f"sessions: {exc}")
+            r["sessions"] = {"error": str(exc)[-500:]}
         r["continuity"] = continuity(t, 5 if quick else 10)
         try:
             r["nas"] = nas(5 if quick else 10, 100 if quick else 300)
         except Exception as exc:  # noqa: BLE001 - keep the other measurements
             log(f"nas: {exc}")
             r["nas"] = {"error": str(exc)[-500:]}
-        # Idle streams last: nothing else may talk to the gateway meanwhile (it
-        # shares one stdio server between SSE sessions, so their streams would see
-        # traffic). The many-streams test uses its own emitter, so it runs alongside.
+        # Idle streams last, so nothing else talks to the gateway meanwhile. The
+        # many-streams test uses its own emitter, so it runs alongside.
         idle_th, r["idle"] = idle_start(t, 65, 10 if not quick else 3)
         long_th = None
         if args.long_idle:

@@ -1,6 +1,6 @@
 """Preview, drift check and scheduled drift repair, against the real bench targets.
 
-The gateway gets a secret (``ubuntu.supergateway.environment.API_TOKEN`` from
+The gateway gets a secret (``ubuntu.gateway.environment.API_TOKEN`` from
 ``env:``); every output of every run here is kept and searched for it at the end.
 The control host is a second systemd target holding a checkout of the bundle.
 """
@@ -14,6 +14,7 @@ import time
 import pytest
 import yaml
 
+from tasks.packages import PACKAGES
 from tests import bench
 from tests.bench import control as ctl
 
@@ -25,8 +26,9 @@ OTHER_TOKEN = "mcpedge-rotated-" + secrets.token_urlsafe(18)
 OUTPUTS: list[tuple[str, str]] = []  # (what, text) of every run, searched for the secret at the end
 GW = bench.TARGETS["ubuntu"].name  # the drift runs here are about the gateway host only
 DOMAIN = bench.TARGETS["ubuntu"].domain
-UNIT_PATH = "/etc/systemd/system/mcp-edge-gateway@.service"
-ENV_PATH = "/etc/mcp-edge/gateway.env"
+UNIT_PATH = "/etc/systemd/system/mcp-edge-gateway-default.service"
+ENV_PATH = "/etc/mcp-edge/servers/default.env"
+PROGRAM = "/usr/local/lib/mcp-edge/mcp_edge_gateway.py"
 
 
 def keep(what: str, *texts: str) -> None:
@@ -38,7 +40,7 @@ def keep(what: str, *texts: str) -> None:
 def settings(deployed, tmp_path_factory):
     """The bench settings plus a secret in the gateway's environment, applied."""
     data = bench.settings_dict()
-    data["ubuntu"]["supergateway"]["environment"] = {"API_TOKEN": f"env:{TOKEN_VAR}", "GREETING": "hello"}
+    data["ubuntu"]["gateway"]["environment"] = {"API_TOKEN": f"env:{TOKEN_VAR}", "GREETING": "hello"}
     path = bench.write_settings(data, name="settings-drift.yaml")
     os.environ[TOKEN_VAR] = TOKEN
     res = bench.apply(settings=path, limit=GW)
@@ -86,7 +88,7 @@ def test_preview_shows_a_masked_diff_of_the_secret_file(settings):
     res = bench.pyinfra("--limit", GW, "deploy.py", "--dry", "--json", settings=settings, env={TOKEN_VAR: OTHER_TOKEN})
     keep("preview --dry --json", res.stdout, res.stderr)
     changed = [op["name"] for op in json.loads(res.stdout)["plan"] if op["hosts_with_change"]]
-    assert changed == ["Supergateway | Gateway environment file (0600, may hold secrets)"]
+    assert changed == ["MCP gateway | Environment of default (0600, may hold secrets)"]
 
 
 def test_preview_on_a_fresh_host_diffs_every_managed_file(settings):
@@ -104,8 +106,8 @@ def test_preview_on_a_fresh_host_diffs_every_managed_file(settings):
         "/etc/nginx/sites-available/mcp-edge-acme.conf", "/etc/nginx/sites-available/mcp-edge-site.conf",
         *(f"/etc/nginx/snippets/mcp-edge/{n}" for n in ("proxy-stream.conf", "mcp-locations.conf",
                                                        "json-errors.conf", "security-headers.conf", "tls.conf")),
-        ENV_PATH, "/etc/mcp-edge/gateway-sse.env", "/etc/mcp-edge/gateway-http-1.env", UNIT_PATH,
-        "/usr/local/lib/mcp-edge/listen-loopback.cjs", "/usr/local/sbin/mcp-edge-nginx-commit",
+        ENV_PATH, "/etc/mcp-edge/servers/default.json", UNIT_PATH,
+        "/etc/systemd/system/mcp-edge-gateway-default.socket", PROGRAM, "/usr/local/sbin/mcp-edge-nginx-commit",
         "/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx", "/etc/mcp-edge/nginx-managed.list",
     }
     assert expected <= created, sorted(expected - created)
@@ -142,7 +144,9 @@ DRIFTS = {
     "mode of the env file": (f"chmod 644 {ENV_PATH}", "mode", ENV_PATH),
     "deleted certificate": (f"rm /etc/letsencrypt/live/{DOMAIN}/fullchain.pem /etc/letsencrypt/live/{DOMAIN}/privkey.pem",
                             "certificate", DOMAIN),
-    "supergateway uninstalled": ("npm uninstall --global supergateway >/dev/null 2>&1", "package", "supergateway"),
+    "gateway program deleted": (f"rm {PROGRAM}", "missing", PROGRAM),
+    "aiohttp removed": ("DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq python3-aiohttp >/dev/null 2>&1",
+                        "package", " ".join(PACKAGES)),
 }
 RESTORED = {
     "edited nginx file": "! grep -q 'hand edit' /etc/nginx/snippets/mcp-edge/tls.conf",
@@ -150,7 +154,8 @@ RESTORED = {
     "edited systemd unit": f"grep -q '^RestartSec=1$' {UNIT_PATH}",
     "mode of the env file": f"test $(stat -c %a {ENV_PATH}) = 600",
     "deleted certificate": f"test -s /etc/letsencrypt/live/{DOMAIN}/fullchain.pem",
-    "supergateway uninstalled": "test -x /usr/local/bin/supergateway && systemctl is-active -q mcp-edge-gateway@http-1",
+    "gateway program deleted": f"test -s {PROGRAM} && systemctl is-active -q mcp-edge-gateway-default",
+    "aiohttp removed": "dpkg -s python3-aiohttp >/dev/null && systemctl is-active -q mcp-edge-gateway-default",
 }
 
 
@@ -219,7 +224,7 @@ def control_host(settings):
     ctl.start()
     environment = {TOKEN_VAR: TOKEN}
     # The same gateway settings (the secret included), seen from the control host.
-    ctl.provision(environment, {"ubuntu": {"supergateway": yaml.safe_load(settings.read_text())["ubuntu"]["supergateway"]}})
+    ctl.provision(environment, {"ubuntu": {"gateway": yaml.safe_load(settings.read_text())["ubuntu"]["gateway"]}})
     data = ctl.deploying_settings(yaml.safe_load(settings.read_text()), {"interval": "1h", "notify_command": NOTIFY})
     path = bench.write_settings(data, name="settings-drift-ctl.yaml")
     first = bench.apply(settings=path, limit="ctl")

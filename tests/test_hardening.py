@@ -120,7 +120,7 @@ def test_gixy_finds_nothing_unexplained_in_the_rendered_nginx_config(group, tmp_
 
 
 def test_gateway_unit_exposure_at_most_2_and_verify_clean(ubuntu):
-    unit = "mcp-edge-gateway@http-1.service"
+    unit = "mcp-edge-gateway-default.service"
     out = bench.target_exec(ubuntu, "systemd-analyze", "security", "--no-pager", unit)
     exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
     print(f"\nsystemd-analyze security {unit}: exposure {exposure}")
@@ -140,11 +140,13 @@ def _start_listener(t, port, bind):
 
 
 def test_preflight_refuses_ports_held_by_another_process(ubuntu):
+    """A stranger on port 80 of the Ubuntu host (nginx stopped for it), and on a loop
+    port of the NAS: both hosts are refused, naming the port and the process."""
     nas = bench.TARGETS["synology"]
-    pids = {ubuntu: _start_listener(ubuntu, 18001, "127.0.0.1"), nas: _start_listener(nas, 18082, "127.0.0.1")}
+    bench.target_exec(ubuntu, "systemctl", "stop", "nginx")
+    pids = {ubuntu: _start_listener(ubuntu, 80, "0.0.0.0"), nas: _start_listener(nas, 18082, "127.0.0.1")}
 
     def edit(d):
-        d["ubuntu"]["supergateway"]["sse_port"] = 18001
         d["synology"]["loop_api"]["host_port"] = 18082
         d["synology"]["publish_address"] = "127.0.0.1"
 
@@ -155,8 +157,9 @@ def test_preflight_refuses_ports_held_by_another_process(ubuntu):
     finally:
         for t, pid in pids.items():
             bench.target_exec(t, "kill", pid, check=False)
-    assert "gw1: port 18001 (a gateway loopback port) is already taken by python3" in res[ubuntu]["log"], \
-        res[ubuntu]["log"][-3000:]
+        bench.target_exec(ubuntu, "sh", "-c", "while ss -ltnH 'sport = :80' | grep -q .; do sleep 0.1; done; "
+                          "systemctl start nginx")
+    assert "gw1: port 80 (nginx) is already taken by python3" in res[ubuntu]["log"], res[ubuntu]["log"][-3000:]
     api = bench.settings_dict()["synology"]["loop_api"]["name"]
     assert f"nas1: port 18082 (for {api}) is already taken by python3" in res[nas]["log"], res[nas]["log"][-3000:]
     for r in res.values():
@@ -178,20 +181,6 @@ def test_preflight_refuses_low_disk(ubuntu):
         res[nas]["log"][-3000:]
     for r in res.values():
         assert r["rc"] != 0 and r["changed"] == []
-
-
-def test_preflight_refuses_node_older_than_supergateway_needs(ubuntu):
-    # The host's `node` (what Supergateway runs on) is 18, as on Debian 12 / Ubuntu 24.04.
-    fake = "/usr/local/bin/node"
-    bench.target_exec(ubuntu, "sh", "-c", f"printf '#!/bin/sh\\necho v18.19.1\\n' > {fake} && chmod 755 {fake}")
-    try:
-        res = bench.apply(limit=ubuntu.name, check=False)
-    finally:
-        bench.target_exec(ubuntu, "rm", "-f", fake)
-    assert res["rc"] != 0
-    assert "gw1: Node.js 18.19.1 (installed) is older than 20" in res["log"], res["log"][-3000:]
-    assert "node_source: nodesource" in res["log"]
-    assert res["changed"] == []
 
 
 NAS_BREAKS = {  # what the NAS deploy assumes -> (break it, undo it, the refusal)
@@ -372,9 +361,9 @@ def _deploy_sessions(t):
 
 
 def test_ssh_connection_dropped_mid_run_then_rerun_converges(ubuntu, ca_file):
-    # Something to do: the SSE gateway instance lost its settings and stopped.
-    bench.target_exec(ubuntu, "sh", "-c", "systemctl stop mcp-edge-gateway@sse.service && "
-                      "rm -f /etc/mcp-edge/gateway-sse.env")
+    # Something to do: the gateway lost its config and stopped.
+    bench.target_exec(ubuntu, "sh", "-c", "systemctl stop mcp-edge-gateway-default.service && "
+                      "rm -f /etc/mcp-edge/servers/default.json")
     env = {**os.environ, "MCP_EDGE_SANDBOX_SETTINGS": str(bench.STATE / "settings.yaml"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([str(bench.ROOT / ".venv" / "bin" / "pyinfra"), "inventories/sandbox.py", "--limit",
                              ubuntu.name, "-y", "deploy.py"], cwd=bench.ROOT, env=env,
@@ -401,7 +390,7 @@ def test_ssh_connection_dropped_mid_run_then_rerun_converges(ubuntu, ca_file):
     assert second["rc"] == 0, second["log"][-3000:]
     assert bench.apply(limit=ubuntu.name)["changed"] == []
     assert httpx.get(f"{ubuntu.url}/health", verify=ssl_context(ca_file)).status_code == 200
-    assert bench.target_exec(ubuntu, "systemctl", "is-active", "mcp-edge-gateway@sse.service").strip() == "active"
+    assert bench.target_exec(ubuntu, "systemctl", "is-active", "mcp-edge-gateway-default.service").strip() == "active"
 
 
 # --- Secrets ---------------------------------------------------------------------------------------
@@ -417,8 +406,8 @@ def test_secrets_never_leak(ubuntu, ca_file, monkeypatch):
     known = {"sudo password": bench.sudo_password(), "env secret": secret, "bearer token": token}
 
     def with_secrets(d):
-        d["ubuntu"]["supergateway"]["environment"] = {"MCP_EDGE_TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
-        d["synology"]["loop_api"]["environment"] = {"TZ": "Asia/Seoul", "MCP_EDGE_TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
+        d["ubuntu"]["gateway"]["environment"] = {"TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
+        d["synology"]["loop_api"]["environment"] = {"TZ": "Asia/Seoul", "TEST_SECRET": "env:MCP_EDGE_TEST_SECRET"}
         d["ubuntu"]["nginx"]["access"] = {"bearer_tokens": ["env:MCP_EDGE_TEST_TOKEN"]}
 
     path = settings_variant("settings-secrets.yaml", with_secrets)
@@ -470,7 +459,7 @@ def test_secrets_never_leak(ubuntu, ca_file, monkeypatch):
         # A rotated secret shows as a change, never its value: the token file is not diffed at all.
         assert "access-tokens.conf (content not shown: it holds secrets)" in outputs["preview (--dry --diff)"]
         # Files that hold secrets: 0600, owned by the service that reads them.
-        assert bench.target_exec(ubuntu, "stat", "-c", "%a %U", "/etc/mcp-edge/gateway.env").split() == \
+        assert bench.target_exec(ubuntu, "stat", "-c", "%a %U", "/etc/mcp-edge/servers/default.env").split() == \
             ["600", "mcp-gateway"]
         assert bench.target_exec(ubuntu, "stat", "-c", "%a %U", "/etc/nginx/snippets/mcp-edge/access-tokens.conf") \
             .split() == ["600", "root"]

@@ -64,12 +64,12 @@ def test_proxy_holding_events_fails_verification_naming_buffering(ubuntu, ca_fil
 
 
 def test_upstream_down_fails_verification_naming_the_upstream(ubuntu, ca_file):
-    unit = "mcp-edge-gateway@sse.service"
-    bench.target_exec(ubuntu, "systemctl", "stop", unit)
+    units = ("mcp-edge-gateway-default.socket", "mcp-edge-gateway-default.service")
+    bench.target_exec(ubuntu, "systemctl", "stop", *units)
     try:
         res = _verify_op_cli(ubuntu, ca_file)
     finally:
-        bench.target_exec(ubuntu, "systemctl", "start", unit)
+        bench.target_exec(ubuntu, "systemctl", "start", *units)
     out = res.stdout + res.stderr
     assert res.returncode == 1, out[-3000:]
     assert "sse endpoint event: GET /sse answered 502" in out, out[-3000:]

@@ -1,0 +1,164 @@
+"""Helpers for the gateway's unit tests: start the real program on a temp config.
+
+The gateway runs as a subprocess (``--listen 127.0.0.1:0``; it logs the port it got)
+and wraps the bench's real demo stdio server. Every wait here has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAM = REPO / "files/usr/local/lib/mcp-edge/mcp_edge_gateway.py"
+DEMO = REPO / "tests/bench/images/target/mcp-demo-server.js"
+CLIENT = "X-MCP-Edge-Client"
+ACCEPT_BOTH = {"Accept": "application/json, text/event-stream"}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (read from /proc, zombies excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": state, ppid, ...
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> dict:
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    env_file = tmp_path / "server.env"  # as the deploy writes it (the secrets live here)
+    env_file.write_text("# Managed by mcp-edge (mode 0600: may hold secrets).\n"
+                        "# NAME=<JSON string>, one per line.\n"
+                        'API_TOKEN="s3cret-token-value"\nGREETING="hello \\"world\\" = hi"\n')
+    config = {
+        "name": "demo",
+        "command": ["node", str(DEMO)],
+        "env_file": str(env_file),
+        "environment": {"INLINE": "from the config"},
+        "working_directory": str(workdir),
+        "base_path": "",
+        "sessions": {"max_total": 64, "max_per_client": 16, "idle_timeout": 1800, "evict_min_idle": 60},
+        "keepalive_interval": 25,
+        "max_message_bytes": 65536,
+        "client_header": CLIENT,
+        "bind_sessions_to_client": False,
+        "log_level": "debug",
+    }
+    sessions = overrides.pop("sessions", {})
+    config.update(overrides)
+    config["sessions"] = {**config["sessions"], **sessions}
+    return config
+
+
+class GatewayProcess:
+    """The gateway program, started on a config; `url()` builds its URLs."""
+
+    def __init__(self, tmp_path: Path, config: dict, listen: str = "127.0.0.1:0",
+                 argv: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        self.config = config
+        self.base_path = config["base_path"]
+        self.config_path = tmp_path / f"gateway-{time.monotonic_ns()}.json"
+        self.config_path.write_text(json.dumps(config))
+        self.log_path = tmp_path / f"gateway-{time.monotonic_ns()}.log"
+        argv = argv or [sys.executable, str(PROGRAM), "--config", str(self.config_path), "--listen", listen]
+        # The gateway must not pass its own environment on to children: give it one to leak.
+        env = {**os.environ, "GATEWAY_ONLY_VAR": "must-not-reach-children"}
+        with open(self.log_path, "wb") as log:  # the children's stderr lands here too
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env, pass_fds=pass_fds)
+        address = wait_for(lambda: self._line("listening on "), what="the gateway to listen")
+        address = address.split("listening on ", 1)[1].split()[0]
+        # A unix socket: httpx is given it as its transport, the host name is a placeholder.
+        self.origin = "http://gateway" if address.startswith("/") else f"http://{address}"
+
+    def _line(self, text: str) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.log()}")
+        return next((ln for ln in self.log().splitlines() if text in ln), None)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return f"{self.origin}{self.base_path}{path}"
+
+    def children(self) -> list[int]:
+        return children_of(self.proc.pid)
+
+    def status(self) -> dict:
+        return httpx.get(self.url("/status"), timeout=5).json()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path):
+    """Start gateways for one test (config overrides as keywords); all are stopped after it."""
+    started: list[GatewayProcess] = []
+
+    def start(listen: str = "127.0.0.1:0", **overrides: Any) -> GatewayProcess:
+        gw = GatewayProcess(tmp_path, make_config(tmp_path, **overrides), listen)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        pids = gw.children()
+        gw.stop()
+        for pid in pids:  # never leave a demo server behind, whatever the test did
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory):
+    """One gateway with roomy limits, shared by the tests of a module (distinct client keys)."""
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    gw = GatewayProcess(tmp_path, make_config(tmp_path))
+    yield gw
+    gw.stop()
