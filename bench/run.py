@@ -182,10 +182,13 @@ def delays(t, count: int) -> dict:
 
 # --- (1b) Sessions: what one idle session costs, what a flood of initializes does -------------
 
-_CGROUP_PSS = ('cg=$(systemctl show -p ControlGroup --value "$1"); t=0; '
-               'for p in $(cat /sys/fs/cgroup$cg/cgroup.procs 2>/dev/null); do '
+# The unit's processes: cgroup v2 (unified) or, on a hybrid v1 host like this bench's Docker, systemd's hierarchy.
+_CGROUP_PSS = ('cg=$(systemctl show -p ControlGroup --value "$1"); '
+               'for f in /sys/fs/cgroup/unified$cg /sys/fs/cgroup/systemd$cg /sys/fs/cgroup$cg; do '
+               '[ -e "$f/cgroup.procs" ] && break; done; t=0; '
+               'for p in $(cat "$f/cgroup.procs" 2>/dev/null); do '
                'k=$(awk \'/^Pss:/ {print $2}\' /proc/$p/smaps_rollup 2>/dev/null); t=$((t + ${k:-0})); done; '
-               'echo "$t $(wc -l < /sys/fs/cgroup$cg/cgroup.procs)"')
+               'echo "$t $(wc -l < "$f/cgroup.procs")"')
 
 
 def unit_pss(unit: str) -> tuple[float, int]:

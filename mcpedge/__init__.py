@@ -1,1 +1,1 @@
-"""mcp-edge: deploy MCP gateways (supergateway behind nginx) with pyinfra."""
+"""mcp-edge: put MCP servers on the internet behind nginx with pyinfra, and keep them there."""

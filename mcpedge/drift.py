@@ -93,7 +93,7 @@ _FACT_ARGS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_pres
 _KINDS = {
     "files.link": "link", "files.directory": "directory", "files.file": "file", "files.line": "content",
     "files.block": "content", "systemd.service": "service", "systemd.daemon_reload": "service",
-    "apt.packages": "package", "apt.update": "package", "apt.repo": "package", "npm_global": "package",
+    "apt.packages": "package", "apt.update": "package", "apt.repo": "package",
     "server.user": "account", "server.group": "account", "certificate": "certificate",
 }
 
@@ -227,11 +227,6 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
     if items:
         return items
     base["actions"] = meta_cmds[:10]
-    if func_name == "operations.npm_global":
-        from mcpedge.facts import NpmGlobalPackage
-
-        installed = fact(NpmGlobalPackage, package=kwargs["package"], prefix=kwargs.get("prefix", "/usr/local"))
-        return [dict(base, before=installed or "absent", after=kwargs["version"])]
     if func_name == "operations.certificate":
         from mcpedge.facts import CertbotCertificate
 

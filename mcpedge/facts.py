@@ -68,31 +68,6 @@ class NginxVersion(FactBase):
         return None
 
 
-class NpmGlobalPackage(FactBase):
-    """
-    Version of a globally installed npm package (read from its package.json,
-    so it works whatever the locale), or ``None``.
-
-    .. code:: python
-
-        host.get_fact(NpmGlobalPackage, package="supergateway")  # "4.0.0"
-    """
-
-    @staticmethod
-    def default():
-        return None
-
-    def command(self, package, prefix="/usr/local"):
-        path = f"{prefix}/lib/node_modules/{package}/package.json"
-        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
-
-    def process(self, output):
-        try:
-            return json.loads("\n".join(output)).get("version")
-        except ValueError:
-            return None
-
-
 # Domains on the live certificate, read with certbot's own Python (no openssl CLI needed).
 _SAN_SCRIPT = (
     "import sys; from cryptography import x509; "

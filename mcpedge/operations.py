@@ -24,7 +24,7 @@ from .settings import reveal
 from .facts import (
     DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
     DockerPublishedPorts, DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, FreeDisk, GuardStatus,
-    ListeningPorts, MaskedEnvFile, NginxVersion, NpmGlobalPackage, SudoUser, SynologyDocker,
+    ListeningPorts, MaskedEnvFile, NginxVersion, SudoUser, SynologyDocker,
     stable_fact,
 )
 
@@ -136,30 +136,6 @@ def certificate(cert_name, domains, email, webroot, server, ca_bundle=None):
         else "--keep-until-expiring",
     ]
     yield StringCommand(*args)
-
-
-@operation()
-def npm_global(package, version, prefix="/usr/local"):
-    """
-    Install one npm package globally at an exact version.
-
-    + package: npm package name
-    + version: exact version (``4.0.0``); an installed other version is replaced
-    + prefix: npm's global prefix (Debian's npm: ``/usr/local``)
-
-    pyinfra's ``npm.packages`` parses ``npm list`` output, whose tree drawing
-    depends on the locale; this reads the installed package.json instead.
-
-    .. code:: python
-
-        npm_global(name="Install Supergateway", package="supergateway", version="4.0.0")
-    """
-    installed = host.get_fact(NpmGlobalPackage, package=package, prefix=prefix)
-    if installed == version:
-        host.noop(f"{package}@{version} is installed")
-        return
-    yield StringCommand("npm", "install", "--global", "--no-audit", "--no-fund", "--prefix", QuoteString(prefix),
-                        QuoteString(f"{package}@{version}"))
 
 
 # --- Synology DSM / Docker ------------------------------------------------------------

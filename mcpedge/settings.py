@@ -764,18 +764,6 @@ class Origin(Kind):
         return f"{scheme}://{host}" + (f":{int(port)}" if port else "")
 
 
-_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)", re.ASCII)
-
-
-class Semver(Kind):
-    expected = "an exact version X.Y.Z like '4.0.0'"
-
-    def __call__(self, value, ctx):
-        if not isinstance(value, str) or not _SEMVER.fullmatch(value):
-            self.fail(value)
-        return value
-
-
 class ListOf(Kind):
     def __init__(self, item: Kind, max_items: int = 1024):
         self.item = item

@@ -4,7 +4,10 @@ import time
 
 import pytest
 
+from mcpedge import settings
 from tests import bench
+
+UNSET = "MCP_EDGE_TEST_NOT_SET"
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +31,18 @@ def deployed(ubuntu):
     second = bench.apply()
     first["seconds"], second["seconds"] = t1 - t0, time.monotonic() - t1
     return {"first": first, "second": second}
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A clean HOME with the default SSH key, the sudo env var set, cwd = tmp_path."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("not really a key\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MCP_EDGE_SUDO_PASSWORD", "s3cret-pw")
+    monkeypatch.delenv(UNSET, raising=False)
+    monkeypatch.delenv(settings.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings, "_current", None)
+    return tmp_path

@@ -437,6 +437,15 @@ def test_secrets_never_leak(ubuntu, ca_file, monkeypatch):
                                cwd=bench.ROOT, capture_output=True, text=True, timeout=600,
                                env={**os.environ, "MCP_EDGE_SETTINGS": str(path)})
         outputs["drift check"] = drift.stdout + drift.stderr + (bench.STATE / "drift-secrets.json").read_text()
+        # Every other pyinfra command the README shows (and the usual first step, debug-inventory).
+        api = bench.settings_dict()["synology"]["loop_api"]["name"]
+        for args in (["debug-inventory"], ["debug-inventory", "--json"], ["--dry", "--json", "deploy.py"],
+                     ["--limit", "synology", "--sudo", "fact", "mcpedge.facts.NasStatus"],
+                     ["--limit", "synology", "--sudo", "fact", "mcpedge.facts.NasLogs", f"service={api}", "lines=50"],
+                     ["--limit", "synology", "-y", "-vv", "mcpedge.nas.restart", f"service={api}"]):
+            res = bench.pyinfra(*args, settings=path, check=False)
+            assert res.returncode == 0, (args, res.stderr[-2000:])
+            outputs["pyinfra " + " ".join(args)] = res.stdout + res.stderr
     finally:
         stop.set()
         watcher.join(30)

@@ -38,7 +38,7 @@ def roomy(deployed):
     data = yaml.safe_load((bench.STATE / "settings.yaml").read_text())
     data["ubuntu"]["gateway"]["sessions"] = {"max_per_client": 12, "max_total": 24}
     for group in ("ubuntu", "synology"):
-        data[group]["nginx"]["rate_limit"] = {"per_ip": "500r/s", "per_ip_burst": 500}
+        data[group].setdefault("nginx", {})["rate_limit"] = {"per_ip": "500r/s", "per_ip_burst": 500}
     res = bench.apply(settings=bench.write_settings(data, name="settings-isolation.yaml"))
     assert res["rc"] == 0, res["log"][-3000:]
     yield
@@ -215,8 +215,8 @@ def test_each_session_is_a_process_of_its_own(roomy):
         try:
             for s in streams:
                 s.initialize()
-            pids = bench.target_exec(t, "sh", "-c", f"cat /sys/fs/cgroup$(systemctl show -p ControlGroup --value {unit})"
-                                     "/cgroup.procs | xargs -r ps -o comm= -p").split()
+            children = bench.target_exec(t, "sh", "-c", f"ps -o comm= --ppid $(systemctl show -p MainPID --value {unit})")
+            pids = children.split()
             assert pids.count("node") >= 3, pids
         finally:
             for s in streams:

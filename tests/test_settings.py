@@ -18,21 +18,6 @@ UNSET = "MCP_EDGE_TEST_NOT_SET"
 DELETE = object()
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """A clean HOME with the default SSH key, the sudo env var set, cwd = tmp_path."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_ed25519").write_text("not really a key\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("MCP_EDGE_SUDO_PASSWORD", "s3cret-pw")
-    monkeypatch.delenv(UNSET, raising=False)
-    monkeypatch.delenv(settings.ENV_VAR, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(settings, "_current", None)
-    return tmp_path
-
-
 def example() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
 

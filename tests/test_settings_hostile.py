@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mcpedge.settings import SettingsError, load
-from tests.test_settings import EXAMPLE, env, example, load_mutated, write  # noqa: F401 (env: fixture)
+from tests.test_settings import example, load_mutated, write
 
 ROOT = Path(__file__).resolve().parents[1]
 

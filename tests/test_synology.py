@@ -64,6 +64,9 @@ def test_api_paths_go_to_loop_api(nas):
     body = r.json()
     assert body["service"] == "loop-api" and body["tz"] == "Asia/Seoul"
     assert "welcome.md" in body["vault_entries"]  # /volume1 vault mounted
+    # The app says what it runs on (X-Powered-By, Server: BaseHTTP/Python); the proxy says nothing.
+    assert "x-powered-by" not in r.headers
+    assert "python" not in r.headers.get("server", "").lower() and "/" not in r.headers.get("server", "")
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])

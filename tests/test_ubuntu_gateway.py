@@ -191,6 +191,8 @@ def test_security_headers_on_mcp_and_error_responses(ubuntu, ca_file):
     for r in (mcp, missing):
         assert r.headers["strict-transport-security"].startswith("max-age=31536000")
         assert r.headers["x-content-type-options"] == "nosniff"
+        # Nothing says what runs behind the proxy, nor which nginx.
+        assert "x-powered-by" not in r.headers and r.headers.get("server") == "nginx"
     assert missing.status_code == 404 and missing.json() == {"error": "not_found"}
 
 

@@ -23,6 +23,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamablehttp_client
 
+from mcpedge.sse import iter_events
+
 from .conftest import (
     ACCEPT_BOTH,
     CLIENT,
@@ -58,20 +60,7 @@ def run(coro):
 
 def parse_sse(text: str) -> list[tuple[str, str]]:
     """(event, data) pairs of a complete text/event-stream body (comments skipped)."""
-    events, event, data = [], "message", []
-    for line in text.splitlines():
-        if line == "":
-            if data:
-                events.append((event, "\n".join(data)))
-            event, data = "message", []
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
-    return events
+    return list(iter_events(text.splitlines()))
 
 
 async def sse_events(response: httpx.Response, comments: bool = False):

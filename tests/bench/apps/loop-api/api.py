@@ -20,6 +20,8 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        # What many real app stacks send (Express, PHP, ASP.NET): the proxy must not pass it on.
+        self.send_header("X-Powered-By", "Express")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
