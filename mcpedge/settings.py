@@ -951,7 +951,7 @@ HOST_SCHEMA: Schema = {
 # The post-deploy verification (and the drift check's), the same for both groups.
 VERIFY_FIELDS: Schema = {
     "enabled": Field(Bool(), True, "after every apply and in drift checks, check the host's public URL from this machine"),
-    "cert_min_days": Field(Int(0, 365), 14, "fail when the served certificate expires within this many days"),
+    "cert_min_days": Field(Int(0, 3650), 14, "fail when the served certificate expires within this many days"),
     "ca_file": Field(
         Nullable(LocalPath(must_exist=True)), None, "local PEM file trusted for the endpoint (private CAs only)"
     ),
