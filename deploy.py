@@ -7,6 +7,7 @@
 
 from pyinfra import host
 
+from mcpedge import pyinfra_compat
 from tasks.certbot import configure_certbot
 from tasks.control import configure_drift_control
 from tasks.nas_containers import configure_containers
@@ -16,6 +17,8 @@ from tasks.packages import install_packages
 from tasks.preflight import ubuntu_host_ready
 from tasks.gateway import configure_gateway
 from tasks.verify import verify_host
+
+pyinfra_compat.attach()  # observers the caller asked for (the drift check's collector)
 
 # Pre-flight first: a host that cannot take the deploy is refused before any change.
 if "ubuntu" in host.groups and ubuntu_host_ready():
@@ -33,3 +36,5 @@ if "synology" in host.groups:
 
 if "control" in host.groups:
     configure_drift_control()  # timer + service: scheduled drift check and repair
+
+pyinfra_compat.host_prepared()  # every operation of this host is planned: observers may look

@@ -46,6 +46,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mcpedge import pyinfra_compat
+
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 FORMAT = "mcp-edge-drift/1"
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_LOCKED = 0, 1, 2, 75
@@ -82,9 +84,9 @@ def bundle_revision(root: Path = BUNDLE_ROOT) -> str:
 # --- The collector: one dry run, inside the pyinfra CLI -------------------------------------
 #
 # Runs in its own process (pyinfra keeps global state): `python -m mcpedge.drift
-# --collect OUT INVENTORY`. pyinfra's CLI is run as usual with --dry; just before
-# it exits (hosts still connected), every operation that would change something
-# is described by regenerating its commands and reading the facts it compares.
+# --collect OUT INVENTORY`. pyinfra's CLI is run as usual with --dry; at the end of
+# deploy.py for each host (still connected), every operation that would change
+# something is described by regenerating its commands and reading the facts it compares.
 
 _FACT_ARGS = ("_sudo", "_sudo_user", "_sudo_password", "_use_sudo_login", "_preserve_sudo_env", "_su_user",
               "_use_su_login", "_preserve_su_env", "_su_shell", "_su_password", "_doas", "_doas_user",
@@ -96,10 +98,6 @@ _KINDS = {
     "apt.packages": "package", "apt.update": "package", "apt.repo": "package",
     "server.user": "account", "server.group": "account", "certificate": "certificate",
 }
-
-
-def _closure(fn) -> dict:
-    return dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ())))
 
 
 def _secrets_in(value, out: set) -> set:
@@ -170,8 +168,7 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
     from mcpedge.operations import SecretContent, masked_diff
 
     name = sorted(state.op_meta[op_hash].names)[0]
-    inner = _closure(op_data.command_generator)
-    func, kwargs = inner.get("func"), inner.get("kwargs") or {}
+    func, kwargs = pyinfra_compat.operation_call(op_data)
     func_name = f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}" if func else "unknown"
     kind = _KINDS.get(func_name) or _KINDS.get(func_name.split(".")[-1]) or func_name
     resource = next((str(kwargs[k]) for k in ("dest", "path", "service", "package", "cert_name", "user", "group")
@@ -249,15 +246,45 @@ def _describe(state, host, op_hash, op_data) -> list[dict]:
     return [base]
 
 
-def _collect_on_exit(out_path: str, original_exit):
-    def _exit():
-        from pyinfra import state
+class DriftCollector:
+    """Sees a dry run from the inside (``mcpedge.pyinfra_compat.observe``): at the
+    end of deploy.py for each host, while it is connected, every operation that
+    would change something is described from its commands and the facts it
+    compares; the verification of the endpoint, run in the dry run too, is recorded."""
+
+    def __init__(self):
+        self.state = None
+        self.hosts: dict[str, dict] = {}
+        self.verify: dict[str, dict] = {}
+
+    def attach(self, state) -> None:
+        self.state = state
+
+    def record_verify(self, host_name: str, result: dict) -> None:
+        self.verify[host_name] = result
+
+    def host_prepared(self, state, host) -> None:
         from pyinfra.context import ctx_host
 
-        from mcpedge.operations import VERIFY_RESULTS
+        drift = []
+        try:
+            for op_hash in state.get_op_order():
+                op_data = state.ops.get(host, {}).get(op_hash)
+                if not op_data or op_data.global_arguments.get("_if"):
+                    continue  # not this host's, or a handler: runs only after another change, not drift by itself
+                with ctx_host.use(host):
+                    if op_data.operation_meta.will_change:
+                        drift.extend(_describe(state, host, op_hash, op_data))
+        except Exception as exc:  # noqa: BLE001 - reported, never hidden
+            self.hosts[host.name] = {"error": f"drift collector: {type(exc).__name__}: {exc}"}
+            return
+        self.hosts[host.name] = {"drift": drift}
+
+    def result(self) -> dict:
         from mcpedge.settings import current
 
         result = {"hosts": {}, "errors": [], "control": None}
+        secrets: set = set()
         try:
             settings = current()
             result["settings_file"] = os.path.abspath(settings.path)
@@ -266,45 +293,33 @@ def _collect_on_exit(out_path: str, original_exit):
                 sort_keys=True, default=_digest_secrets))
             result["control"] = settings.section("control") if "control" in settings.sections else None
             secrets = known_secrets()
-            failed = {h.name for h in state.failed_hosts}
-            for host in state.inventory:
-                if host.name in failed:
+            state = self.state
+            failed = {h.name for h in state.failed_hosts} if state is not None else set()
+            for host in (state.inventory if state is not None else []):
+                if host.name in failed and "drift" not in self.hosts.get(host.name, {}):
                     result["hosts"][host.name] = {"error": "the host failed during the dry run (see the log)"}
-                    continue
-                if host not in state.activated_hosts:
-                    continue
-                drift = []
-                for op_hash in state.get_op_order():
-                    op_data = state.ops.get(host, {}).get(op_hash)
-                    if not op_data or not op_data.operation_meta._maybe_is_change:
-                        continue
-                    if op_data.global_arguments.get("_if"):
-                        continue  # a handler: runs only after another change, not drift by itself
-                    with ctx_host.use(host):
-                        drift.extend(_describe(state, host, op_hash, op_data))
-                result["hosts"][host.name] = {"drift": drift, "verify": VERIFY_RESULTS.get(host.name)}
+                elif host.name in self.hosts:
+                    result["hosts"][host.name] = {**self.hosts[host.name], "verify": self.verify.get(host.name)}
         except Exception as exc:  # noqa: BLE001 - reported, never hidden
             result["errors"].append(f"drift collector: {type(exc).__name__}: {exc}")
-            secrets = set()
-        text = scrub(json.dumps(result, default=str), secrets)
-        Path(out_path).write_text(text)
-        original_exit()
-
-    return _exit
+        return json.loads(scrub(json.dumps(result, default=str), secrets))
 
 
 def _collect(out_path: str, inventory: str, limits: list[str]) -> None:
+    """The dry run, in this (child) process: pyinfra's CLI with the collector observing."""
     import pyinfra
-    import pyinfra_cli.cli as cli_module
     from pyinfra_cli.main import main
 
-    cli_module._exit = _collect_on_exit(out_path, cli_module._exit)
-    from mcpedge.operations import VERIFY_IN_DRY_RUN_ENV
-
-    os.environ[VERIFY_IN_DRY_RUN_ENV] = "1"  # prove the endpoints too, as an apply does
+    collector = DriftCollector()
+    pyinfra_compat.observe("drift", collector)
     sys.argv = ["pyinfra", inventory, "deploy.py", "--dry"] + [a for x in limits for a in ("--limit", x)]
     pyinfra.is_cli = True
-    main()
+    try:
+        main()
+    except SystemExit:  # the CLI always exits
+        pass
+    finally:
+        Path(out_path).write_text(json.dumps(collector.result()))
 
 
 # --- The driver ------------------------------------------------------------------------------

@@ -13,29 +13,11 @@ import shlex
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-# (run, host, fact, arguments) -> value, for facts that stay put once present.
-_STABLE: dict = {}
-
-
-def stable_fact(fact, **kwargs):
-    """``host.get_fact`` for a value that does not change during a run once it is
-    there (the nginx version, the docker path): read once per host and run instead
-    of once per operation. ``None`` (not installed yet) is never kept, so a fresh
-    host reads again after an earlier operation installed it."""
-    from pyinfra import host, state
-
-    key = (id(state), host.name, fact, repr(sorted(kwargs.items())))
-    if key not in _STABLE:
-        value = host.get_fact(fact, **kwargs)
-        if value is None:
-            return None
-        _STABLE[key] = value
-    return _STABLE[key]
-
-
 def docker_path(nas: dict) -> str | None:
     """The NAS's docker CLI: ``synology.docker``, or found by :class:`SynologyDocker`."""
-    return nas["docker"] if nas["docker"] != "auto" else stable_fact(SynologyDocker)
+    from pyinfra import host
+
+    return nas["docker"] if nas["docker"] != "auto" else host.get_fact(SynologyDocker)
 
 LETSENCRYPT = "/etc/letsencrypt"
 
@@ -49,6 +31,8 @@ class NginxVersion(FactBase):
 
         host.get_fact(NginxVersion)
     """
+
+    stable = True  # once installed, it stays for the run (mcpedge.pyinfra_compat.fact_cache)
 
     @staticmethod
     def default():
@@ -138,6 +122,8 @@ DOCKER_CANDIDATES = (
 
 class SynologyDocker(FactBase):
     """Absolute path of the NAS's docker CLI (first executable candidate), or ``None``."""
+
+    stable = True
 
     @staticmethod
     def default():

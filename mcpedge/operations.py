@@ -20,12 +20,12 @@ from pyinfra.facts.files import File, Sha1File
 from pyinfra.operations import files
 from pyinfra.operations.util import files as file_utils
 
+from . import pyinfra_compat
 from .settings import reveal
 from .facts import (
     DOCKER_CANDIDATES, LETSENCRYPT, CertbotCertificate, DirectoryDigest, DockerContainerState, DockerImageLabel,
     DockerPublishedPorts, DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, FreeDisk, GuardStatus,
     ListeningPorts, MaskedEnvFile, NginxVersion, SudoUser, SynologyDocker,
-    stable_fact,
 )
 
 # nginx 1.25.1 replaced `listen ... http2` with the `http2 on;` directive.
@@ -58,7 +58,7 @@ def nginx_template(src, dest, user="root", group="root", mode="644", create_remo
             domain="mcp.example.com",
         )
     """
-    version = stable_fact(NginxVersion)
+    version = host.get_fact(NginxVersion)
     data["nginx_http2_directive"] = version is None or version >= HTTP2_DIRECTIVE_SINCE
     yield from files.template._inner(src=src, dest=dest, user=user, group=group, mode=mode,
                                      create_remote_dir=create_remote_dir, **data)
@@ -400,11 +400,11 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
         if not info or not int(str(info["mode"]), 8) & 0o111:  # pyinfra gives 755 as the int 755
             raise OperationError(f"{host.name}: synology.docker {docker!r} is not an executable on the NAS "
                                  f"(Container Manager installed? 'auto' probes {', '.join(DOCKER_CANDIDATES)})")
-    elif (docker := stable_fact(SynologyDocker)) is None:
+    elif (docker := host.get_fact(SynologyDocker)) is None:
         raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
                              f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
     # DSM's sudo PATH may lack nginx's directory: the guard's PATH (dsm.md §8).
-    if stable_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
+    if host.get_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
         raise OperationError(f"{host.name}: no nginx found: DSM's web server is what serves the MCP hostname")
     _check_free_disk([volume_path], min_free_disk)
     loop_ports = loop_ports or {}
@@ -431,10 +431,6 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
 
 _REPO = Path(__file__).resolve().parents[1]
 VERIFY_TOKEN_ENV = "MCP_EDGE_VERIFY_TOKEN"  # = mcpedge.verify.TOKEN_ENV (that module needs the MCP SDK)
-# Set by the drift check: verify during the dry run too, and record the outcome
-# per host in VERIFY_RESULTS (a failure there is reported, not a change).
-VERIFY_IN_DRY_RUN_ENV = "MCP_EDGE_VERIFY_IN_DRY_RUN"
-VERIFY_RESULTS: dict[str, dict] = {}
 _log = logging.getLogger("pyinfra")
 
 
@@ -461,11 +457,12 @@ def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, 
     + attempts: a failure is retried once after 2 s (an nginx reload finishes asynchronously)
 
     A failure fails the host with the check's name and the likely cause. In a drift
-    check's dry run (``MCP_EDGE_VERIFY_IN_DRY_RUN=1``) the outcome is recorded in
-    ``VERIFY_RESULTS`` for the report instead.
+    check's dry run (its collector observes the run: ``mcpedge.pyinfra_compat.observer``)
+    the endpoint is verified too and the outcome recorded for the report instead.
     """
+    drift = None if state.is_executing else pyinfra_compat.observer("drift")
     in_drift_check = not state.is_executing  # a dry run: only the drift check verifies in one
-    if in_drift_check and not os.environ.get(VERIFY_IN_DRY_RUN_ENV):
+    if in_drift_check and drift is None:
         host.noop(f"{url} is verified after the apply")
         return
     cmd = [sys.executable, "-m", "mcpedge.verify", url, "--cert-min-days", str(cert_min_days),
@@ -495,7 +492,7 @@ def verify_endpoint(url, ca_file=None, cert_min_days=0, timeout=10, token=None, 
             break
         message = f"verify {url}: {(res.stderr.strip().splitlines() or ['exit ' + str(res.returncode)])[-1]}"
     if in_drift_check:
-        VERIFY_RESULTS[host.name] = {"url": url, "ok": message is None, "error": message}
+        drift.record_verify(host.name, {"url": url, "ok": message is None, "error": message})
         host.noop(f"{url} verified" if message is None else message)
         return
     if message is not None:

@@ -459,7 +459,7 @@ def test_secrets_never_leak(ubuntu, ca_file, monkeypatch):
     outputs["repository (tracked files)"] = subprocess.run(
         ["git", "grep", "-I", "-h", "-F", "-e", secret, "-e", token, "-e", bench.sudo_password()],
         cwd=bench.ROOT, capture_output=True, text=True).stdout
-    from mcpedge.fact_cache import plan_dir  # the control machine's fact plans (names and paths only)
+    from mcpedge.pyinfra_compat.fact_cache import plan_dir  # the control machine's fact plans (names and paths only)
     outputs["fact plans"] = "".join(p.read_text() for p in sorted(plan_dir().glob("*.json")))
 
     leaks = [f"{what} in {where}" for where, text in outputs.items() for what, value in known.items() if value in text]

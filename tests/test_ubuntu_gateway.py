@@ -58,7 +58,7 @@ def test_fresh_apply_succeeds_and_second_apply_changes_nothing(deployed):
 
 def test_no_op_apply_reads_the_host_in_one_command_and_still_sees_a_hand_edit(ubuntu):
     """A converged host answers the whole no-op re-apply with one sudo command (the
-    fact plan of the run before, mcpedge/fact_cache.py), and a file edited by hand
+    fact plan of the run before, mcpedge/pyinfra_compat/fact_cache.py), and a file edited by hand
     since is still seen and repaired."""
     def sudo_commands_since(mark):
         log = bench.target_exec(ubuntu, "journalctl", "--no-pager", "-o", "cat", "_COMM=sudo", "--since", mark)

@@ -9,7 +9,7 @@ login user (in ``$XDG_RUNTIME_DIR``, else ``$TMPDIR`` or /tmp like pyinfra's
 own), and the command line carries a placeholder. pyinfra removes the script on disconnect,
 as it removes its own.
 
-Loaded from group_data/all.py, so every inventory of the bundle uses it.
+Installed by :func:`mcpedge.pyinfra_compat.install` (pyinfra 3.10.0 only).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors import util as _util
 
-from .settings import reveal as _reveal  # the settings hand the password over as a masked Secret
+from ..settings import reveal as _reveal  # the settings hand the password over as a masked Secret
 
 _PLACEHOLDER = "-"  # what the command line carries instead of the password
 # In the login session's runtime directory when there is one (a tmpfs that
@@ -68,6 +68,3 @@ def install() -> None:
 
     for module in (_util, ssh, local):
         module.make_unix_command_for_host = make_unix_command_for_host
-
-
-install()

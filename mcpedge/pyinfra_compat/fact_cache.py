@@ -14,8 +14,12 @@ each, for a converged Ubuntu host, so a no-op re-apply took ~10 s. Here:
   plan that no longer fits only costs reads: every fact not in it is read as
   before, and a batch that fails as a whole is ignored.
 
-Loaded with the sudo askpass patch from group_data/all.py; pyinfra is pinned to
-3.10.0 for both. ``MCP_EDGE_FACT_PLANS=off`` turns the batch off (the cache stays).
+A fact class with ``stable = True`` (the nginx version, the NAS's docker CLI:
+what an operation may install but nothing removes during a run) keeps its
+answer across commands once it is not ``None``.
+
+Installed by :func:`mcpedge.pyinfra_compat.install` (pyinfra 3.10.0 only).
+``MCP_EDGE_FACT_PLANS=off`` turns the batch off (the cache stays).
 """
 
 from __future__ import annotations
@@ -224,9 +228,11 @@ def _save_plans() -> None:
 
 
 def _forget_if_changing(host: Host) -> None:
-    # A command that is not a fact's own may change anything the facts saw.
-    if not getattr(host, _READING, 0):
-        host.__dict__.pop(_CACHE, None)
+    # A command that is not a fact's own may change anything the facts saw,
+    # except what stays put once present (a stable fact's non-None answer).
+    if not getattr(host, _READING, 0) and _CACHE in host.__dict__:
+        host.__dict__[_CACHE] = {key: value for key, value in host.__dict__[_CACHE].items()
+                                 if value is not None and getattr(key[0], "stable", False)}
 
 
 def run_shell_command(self, *args, **kwargs):
@@ -239,6 +245,8 @@ def put_file(self, *args, **kwargs):
     return _original_put(self, *args, **kwargs)
 
 
-_facts._get_fact = _get_fact
-Host.run_shell_command = run_shell_command
-Host.put_file = put_file
+def install() -> None:
+    """Put the cache in pyinfra's fact path and its command and upload calls (idempotent)."""
+    _facts._get_fact = _get_fact
+    Host.run_shell_command = run_shell_command
+    Host.put_file = put_file
