@@ -16,8 +16,8 @@ from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from .context import nas_container_spec, synology_context
-from .facts import docker_path
-from .operations import docker_build, docker_container
+from .facts.dsm import docker_path
+from .operations.docker import docker_build, docker_container
 
 
 def _service(service):

@@ -7,7 +7,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
 from mcpedge.context import ACME_CA_REMOTE, CERTBOT_DROPIN, CERTBOT_HOOK, ubuntu_context
-from mcpedge.operations import certificate
+from mcpedge.operations.certbot import certificate
 
 
 @deploy("certbot")

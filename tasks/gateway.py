@@ -13,8 +13,14 @@ from pyinfra.facts.files import FindFiles
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from mcpedge.context import CONFIG_DIR, GATEWAY_PROGRAM, LIB_DIR, SERVERS_DIR, ubuntu_context
-from mcpedge.operations import secret_template
+from mcpedge.context import (
+    CONFIG_DIR,
+    GATEWAY_PROGRAM,
+    LIB_DIR,
+    SERVERS_DIR,
+    ubuntu_context,
+)
+from mcpedge.operations.secrets import secret_template
 
 # What the Supergateway-based releases installed: removed when found.
 LEGACY_UNIT = "/etc/systemd/system/mcp-edge-gateway@.service"

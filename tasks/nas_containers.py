@@ -9,8 +9,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from mcpedge.context import nas_container_spec, nas_env_content, synology_context
-from mcpedge.facts import docker_path
-from mcpedge.operations import docker_build, docker_container, dsm_preflight, secret_file
+from mcpedge.facts.dsm import docker_path
+from mcpedge.operations.docker import docker_build, docker_container
+from mcpedge.operations.dsm import dsm_preflight
+from mcpedge.operations.secrets import secret_file
 from mcpedge.settings import size_bytes
 
 

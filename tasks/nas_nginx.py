@@ -8,8 +8,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from mcpedge.context import TOKEN_FILE, synology_context, token_map_content
-from mcpedge.operations import dsm_boot_task, dsm_scheduled_task, guard_sync, secret_file
-from mcpedge.facts import docker_path
+from mcpedge.facts.dsm import docker_path
+from mcpedge.operations.dsm import dsm_boot_task, dsm_scheduled_task, guard_sync
+from mcpedge.operations.secrets import secret_file
 
 
 @deploy("NAS nginx and guard")

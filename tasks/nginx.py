@@ -14,10 +14,17 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from mcpedge.context import (
-    MCP_SNIPPETS, NGINX_COMMIT, NGINX_MANIFEST, NGINX_SNIPPET_DIR, STATE_DIR, TOKEN_FILE, token_map_content,
+    MCP_SNIPPETS,
+    NGINX_COMMIT,
+    NGINX_MANIFEST,
+    NGINX_SNIPPET_DIR,
+    STATE_DIR,
+    TOKEN_FILE,
+    token_map_content,
     ubuntu_context,
 )
-from mcpedge.operations import nginx_template, secret_file
+from mcpedge.operations.nginx import nginx_template
+from mcpedge.operations.secrets import secret_file
 
 ACME_SITE = "mcp-edge-acme.conf"
 MCP_SITE = "mcp-edge-site.conf"

@@ -3,8 +3,8 @@
 from pyinfra import host
 from pyinfra.api import deploy
 
-from mcpedge.facts import SudoUser
-from mcpedge.operations import ubuntu_preflight
+from mcpedge.facts.preflight import SudoUser
+from mcpedge.operations.preflight import ubuntu_preflight
 from mcpedge.settings import size_bytes
 
 

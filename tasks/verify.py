@@ -3,7 +3,7 @@
 from pyinfra import host
 from pyinfra.api import deploy
 
-from mcpedge.operations import verify_endpoint
+from mcpedge.operations.verify import verify_endpoint
 
 
 @deploy("Verify")

@@ -20,7 +20,7 @@ def _verify_ops(run):
 
 def _verify_op_cli(t, ca_file):
     """The same named operation deploy.py runs, alone (pyinfra's op mode)."""
-    return bench.pyinfra("--limit", t.name, "-y", "mcpedge.operations.verify_endpoint", f"url={t.url}",
+    return bench.pyinfra("--limit", t.name, "-y", "mcpedge.operations.verify.verify_endpoint", f"url={t.url}",
                          f"ca_file={ca_file}", check=False)
 
 
