@@ -1,5 +1,7 @@
 """mcp-edge: put MCP servers on the internet behind nginx, and keep them there.
 
+The index of what each group of hosts gets; each task lives in tasks/<group>/.
+
     pyinfra inventory.py deploy.py --dry --diff   # preview
     pyinfra inventory.py deploy.py                # apply, then verify each host's endpoint
     python -m mcpedge.drift inventory.py          # drift check: exit 0 none, 2 drift, 1 error
@@ -8,14 +10,14 @@
 from pyinfra import host
 
 from mcpedge import pyinfra_compat
-from tasks.certbot import configure_certbot
-from tasks.control import configure_drift_control
-from tasks.nas_containers import configure_containers
-from tasks.nas_nginx import configure_nas_nginx
-from tasks.nginx import configure_http, configure_site
-from tasks.packages import install_packages
-from tasks.preflight import ubuntu_host_ready
-from tasks.gateway import configure_gateway
+from tasks.control.drift import configure_drift_control
+from tasks.synology.containers import configure_containers
+from tasks.synology.nginx import configure_nas_nginx
+from tasks.ubuntu.certbot import configure_certbot
+from tasks.ubuntu.gateway import configure_gateway
+from tasks.ubuntu.nginx import configure_http, configure_site
+from tasks.ubuntu.packages import install_packages
+from tasks.ubuntu.preflight import ubuntu_host_ready
 from tasks.verify import verify_host
 
 pyinfra_compat.attach()  # observers the caller asked for (the drift check's collector)

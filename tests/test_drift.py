@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from tasks.packages import PACKAGES
+from tasks.ubuntu.packages import PACKAGES
 from tests import bench
 from tests.bench import control as ctl
 

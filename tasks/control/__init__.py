@@ -1,0 +1,1 @@
+"""Tasks of control hosts (group control): the scheduled drift check and repair."""

@@ -1,0 +1,1 @@
+"""Tasks of Synology NAS hosts (group synology)."""

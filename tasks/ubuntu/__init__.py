@@ -1,0 +1,1 @@
+"""Tasks of Ubuntu/Debian gateway hosts (group ubuntu), in the order deploy.py runs them."""
