@@ -44,5 +44,5 @@ def env(tmp_path, monkeypatch):
     monkeypatch.delenv(UNSET, raising=False)
     monkeypatch.delenv(settings.ENV_VAR, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(settings, "_current", None)
+    monkeypatch.setattr(settings.loader, "_current", None)  # the current settings of this process
     return tmp_path

@@ -593,23 +593,22 @@ def test_host_repr_does_not_leak_the_sudo_password(env):
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    """Undo register_section() after the test."""
-    for name in ("freebsd", "reporting"):
-        for table in (settings.GROUP_SCHEMAS, settings.OTHER_SECTIONS, settings.SECTION_CHECKS, settings.DEFAULTS):
-            monkeypatch.setitem(table, name, None)
-            monkeypatch.delitem(table, name)
+def registry():
+    """Undo settings.add_section() after the test: the table is restored as it was."""
+    saved = dict(settings.SECTIONS)
+    yield
+    settings.SECTIONS.clear()
+    settings.SECTIONS.update(saved)
 
 
 def test_registered_group_and_section(env, registry):
-    settings.register_section(
-        "freebsd",
+    settings.add_section("freebsd", settings.Section(
         {"jail": {"enabled": settings.Field(settings.Bool(), True, "run the gateway in a jail")}},
         group=True,
-    )
-    settings.register_section(
-        "reporting", {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
-    )
+    ))
+    settings.add_section("reporting", settings.Section(
+        {"parallel": settings.Field(settings.Int(min=1), 5, "hosts deployed at once")}, group=False
+    ))
     s = load_mutated(("hosts[2]", {"name": "bsd", "group": "freebsd", "address": "bsd.lan"}),
                      ("freebsd", {"jail": {"enabled": False}}))
     assert s.group("freebsd") == {"jail": {"enabled": False}}
@@ -618,34 +617,21 @@ def test_registered_group_and_section(env, registry):
     assert [n for n, _ in s.inventory()["synology"]] == ["nas1"]
     assert settings.known_groups() == ["ubuntu", "synology", "control", "freebsd"]
     assert settings.DEFAULTS["freebsd"] == {"jail": {"enabled": True}}
-    assert ("reporting.parallel", settings.OTHER_SECTIONS["reporting"]["parallel"]) in list(settings.iter_fields())
+    assert ("reporting.parallel", settings.SECTIONS["reporting"].schema["parallel"]) in list(settings.iter_fields())
 
 
 def test_registry_fixture_leaves_synology_alone(registry):
     assert settings.GROUP_SCHEMAS["synology"] is settings.SYNOLOGY_SCHEMA
-    assert "freebsd" not in settings.GROUP_SCHEMAS and "reporting" not in settings.OTHER_SECTIONS
+    assert "freebsd" not in settings.SECTIONS and "reporting" not in settings.SECTIONS
 
 
 def test_bool_given_as_yes_string(env, registry):
-    settings.register_section(
-        "freebsd", {"jail": {"enabled": settings.Field(settings.Bool(), True, "run it")}}, group=True
-    )
+    settings.add_section("freebsd", settings.Section(
+        {"jail": {"enabled": settings.Field(settings.Bool(), True, "run it")}}, group=True
+    ))
     with pytest.raises(SettingsError, match=r"settings\.yaml: freebsd\.jail\.enabled: expected true or false "
                                             r"\(an unquoted YAML boolean\), got 'yes'"):
         load_mutated(("freebsd", {"jail": {"enabled": "yes"}}))
-
-
-def test_reserved_group_without_schema_is_named(env, monkeypatch):
-    """A group name reserved for later (as synology was) is refused with its own message."""
-    monkeypatch.setattr(settings, "RESERVED_GROUPS", ("synology", "freebsd"))
-    assert settings.known_groups() == ["ubuntu", "synology", "control", "freebsd"]
-    with pytest.raises(SettingsError) as exc:
-        load_mutated(("hosts[1].group", "freebsd"), ("freebsd", {}))
-    assert exc.value.problems == [
-        "settings.yaml: freebsd: the freebsd group is not supported yet (no 'freebsd' settings section is registered)",
-        "settings.yaml: hosts[1].group: the freebsd group is not supported yet "
-        "(no 'freebsd' settings section is registered)",
-    ]
 
 
 def test_group_without_schema_is_a_key_error(env):
