@@ -15,8 +15,8 @@ replaces the container (health-checked, previous one kept on failure).
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
-from .context import nas_container_spec, synology_context
 from .facts.dsm import docker_path
+from .model import for_host
 from .operations.docker import docker_build, docker_container
 
 
@@ -48,11 +48,10 @@ def rebuild(service):
     replace its container exactly as the deploy would (``service=loop-api``)."""
     nas, c = _service(service)
     docker = docker_path(nas)
-    ctx = synology_context(nas, host.data.mcp_edge_host, docker)
     image = f"{c['name']}:mcp-edge"
     yield StringCommand(QuoteString(docker), "image", "rm", "-f", QuoteString(image))
     yield from docker_build._inner(docker=docker, image=image, context=c["build_context"],
                                    dockerfile=c["dockerfile"], build_args={"BASE_IMAGE": c["base_image"]},
                                    no_cache=True)
     yield StringCommand(QuoteString(docker), "rm", "-f", QuoteString(c["name"]))
-    yield from docker_container._inner(**nas_container_spec(ctx, c))
+    yield from docker_container._inner(**for_host(host).container_spec(c, docker))

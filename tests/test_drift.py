@@ -286,7 +286,7 @@ def test_second_run_while_the_lock_is_held_does_nothing(control_host):
 
 
 def ctl_lock():
-    from mcpedge.control import DRIFT_LOCK
+    from mcpedge.model.paths import DRIFT_LOCK
 
     return DRIFT_LOCK
 

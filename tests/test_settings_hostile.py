@@ -228,9 +228,10 @@ def test_values_that_are_safe_are_kept(env):
     assert (nas["upstream_host"], nas["publish_address"]) == ("::1", "::1")
     assert ubuntu["nginx"]["access"]["allowed_origins"] == ["https://claude.ai", "http://[::1]:6274"]
     assert ubuntu["gateway"]["command"][-1] == "héllo wörld"  # any text as an argument: no shell reads it
-    from mcpedge.context import synology_context
-    ctx = synology_context(nas, {"domain": "loop.example.com"}, "/usr/local/bin/docker")
-    assert ctx["mcp"]["upstream_servers"] == ["[::1]:8085"] and ctx["api_upstream"] == "[::1]:8082"
+    from mcpedge.model.synology import nas_host
+    model = nas_host(nas, {"domain": "loop.example.com"})
+    assert model.site.upstream_servers == ["[::1]:8085"] and model.api_upstream == "[::1]:8082"
+    assert model.container_spec(nas["loop_api"], "/usr/local/bin/docker")["ports"] == ["[::1]:8082:8081"]
 
 
 # --- YAML itself: what YAML 1.1 reads differently, and inputs that crashed the loader ------

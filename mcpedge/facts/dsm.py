@@ -8,6 +8,8 @@ import shlex
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 # dsm.md §8: probe these, in this order, by absolute path (not on a non-interactive PATH).
+# DSM's sudo and Task Scheduler give a minimal PATH; DSM's tools live here (docs/dsm.md §7, §8).
+DSM_PATH = "/usr/syno/bin:/usr/syno/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"
 DOCKER_CANDIDATES = (
     "/usr/local/bin/docker",
     "/var/packages/ContainerManager/target/usr/bin/docker",  # DSM 7.2+ Container Manager
@@ -76,21 +78,24 @@ class DsmReverseProxyEntries(FactBase):
 
 class GuardStatus(FactBase):
     """What the on-NAS guard would restore: a list of paths (empty = all in place).
-    ``None`` while the guard script is not installed."""
+    ``None`` while the guard or its config is not installed, or when its check fails
+    (an older guard, a broken config): then the guard must run."""
 
     @staticmethod
     def default():
         return None
 
-    def command(self, script):
-        # A trailing marker: pyinfra turns a fact with no output into its default.
-        return StringCommand("if", "[", "-x", QuoteString(script), "];", "then", QuoteString(script), "check;",
-                             "echo", "__end;", "else", "echo", "__no_guard;", "fi")
+    def command(self, script, config):
+        # Trailing markers: pyinfra turns a fact with no output into its default.
+        return StringCommand("if", "[", "-x", QuoteString(script), "]", "&&", "[", "-f", QuoteString(config), "];",
+                             "then", "if", QuoteString(script), QuoteString(config), "check;", "then", "echo",
+                             "__end;", "else", "echo", "__failed;", "fi;", "else", "echo", "__no_guard;", "fi")
 
     def process(self, output):
-        if output and output[0].strip() == "__no_guard":
+        lines = [line.strip() for line in output if line.strip()]
+        if not lines or lines[-1] in ("__no_guard", "__failed"):
             return None
-        return [line.strip() for line in output if line.strip() and line.strip() != "__end"]
+        return [line for line in lines if line != "__end"]
 
 
 class DsmScheduledTasks(FactBase):

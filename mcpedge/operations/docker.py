@@ -57,7 +57,7 @@ def docker_build(docker, image, context, dockerfile="Dockerfile", build_args=Non
 
 
 @operation()
-def docker_container(docker, container, image, replace_script, ports=(), volumes=(), env_file=None,
+def docker_container(docker, container, image, replace_script, replace_config, ports=(), volumes=(), env_file=None,
                      env_digest="", restart="unless-stopped", labels=None, health_cmd=None, health_timeout=90,
                      command=None):
     """
@@ -72,7 +72,8 @@ def docker_container(docker, container, image, replace_script, ports=(), volumes
     + docker: absolute path of the docker CLI
     + container: container name
     + image: image tag; its ID is part of the spec
-    + replace_script: the bundle's mcp-edge-container script on the host
+    + replace_script: the bundle's mcp-edge-container program on the host
+    + replace_config: its config (the docker CLI's path; files/README.md)
     + ports/volumes: lists of ``-p`` / ``-v`` values
     + env_file: file on the host with the environment (0600; keeps values off process lists)
     + env_digest: digest of that file's content, so an environment change recreates
@@ -82,6 +83,7 @@ def docker_container(docker, container, image, replace_script, ports=(), volumes
 
         docker_container(name="loop-mcp container", docker=docker, container="loop-mcp",
                          image="loop-mcp:mcp-edge", replace_script="/volume1/mcp-edge/bin/mcp-edge-container",
+                         replace_config="/volume1/mcp-edge/container.conf",
                          ports=["127.0.0.1:8085:8085"], volumes=["/volume1/LOOP_CORE/vault/LOOP:/vault:ro"])
     """
     img = host.get_fact(DockerImageLabel, docker=docker, image=image)
@@ -92,7 +94,7 @@ def docker_container(docker, container, image, replace_script, ports=(), volumes
         host.noop(f"container {container} runs the current spec")
         return
     action = "start" if current and current["spec"] == spec else "replace"
-    args = [QuoteString(replace_script), action, QuoteString(container), str(int(health_timeout)), "--",
+    args = [QuoteString(replace_script), QuoteString(replace_config), action, QuoteString(container), str(int(health_timeout)), "--",
             "--label", QuoteString(f"mcp-edge.spec={spec}"), "--restart", QuoteString(restart)]
     for key, value in sorted((labels or {}).items()):
         args += ["--label", QuoteString(f"{key}={value}")]

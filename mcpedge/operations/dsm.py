@@ -11,6 +11,7 @@ from pyinfra.facts.files import File
 from ..facts.docker import DockerPublishedPorts
 from ..facts.dsm import (
     DOCKER_CANDIDATES,
+    DSM_PATH,
     DsmReverseProxyEntries,
     DsmScheduledTasks,
     DsmVersion,
@@ -22,7 +23,7 @@ from .preflight import check_free_disk, check_ports
 
 
 @operation()
-def guard_sync(script):
+def guard_sync(script, config):
     """
     Make DSM's nginx match the bundle's managed copies, through the on-NAS
     guard (the same script the NAS runs at boot and on schedule): nothing
@@ -30,17 +31,19 @@ def guard_sync(script):
     patched; otherwise the guard restores them, validates with ``nginx -t``,
     reloads, and puts the previous files back if validation fails.
 
-    + script: the guard script on the host
+    + script: the guard program on the host
+    + config: its config file (files/README.md)
 
     .. code:: python
 
-        guard_sync(name="DSM nginx in place", script="/volume1/mcp-edge/bin/mcp-edge-guard")
+        guard_sync(name="DSM nginx in place", script="/volume1/mcp-edge/bin/mcp-edge-guard",
+                   config="/volume1/mcp-edge/guard.conf")
     """
-    pending = host.get_fact(GuardStatus, script=script)
+    pending = host.get_fact(GuardStatus, script=script, config=config)
     if pending == []:
         host.noop("DSM nginx files are in place")
         return
-    yield StringCommand(QuoteString(script), "apply")
+    yield StringCommand(QuoteString(script), QuoteString(config), "apply")
 
 
 @operation()
@@ -92,9 +95,6 @@ def dsm_boot_task(task, script):
         QuoteString(f"task_name={task}"), "event=bootup", "operation_type=script",
         QuoteString(f"operation={script}"), QuoteString('owner={"0": "root"}'),
     )
-
-
-DSM_PATH = "/usr/syno/bin:/usr/syno/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"
 
 
 @operation()

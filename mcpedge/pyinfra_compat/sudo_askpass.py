@@ -17,7 +17,9 @@ from __future__ import annotations
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.connectors import util as _util
 
-from ..settings import reveal as _reveal  # the settings hand the password over as a masked Secret
+from ..settings import (
+    reveal as _reveal,  # the settings hand the password over as a masked Secret
+)
 
 _PLACEHOLDER = "-"  # what the command line carries instead of the password
 # In the login session's runtime directory when there is one (a tmpfs that

@@ -14,7 +14,6 @@ import re
 from .kinds import Kind, _Context, _forbidden_char, _Invalid, _show
 from .secrets import Secret
 
-
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}", re.ASCII)
 
 

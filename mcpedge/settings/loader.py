@@ -30,8 +30,18 @@ import yaml
 
 from .environment import _read_env_secret
 from .kinds import Kind, YamlScalar, _Context, _forbidden_char, _Invalid, _show
-from .schema import (_INVALID, GROUP_SCHEMAS, INHERIT, REQUIRED, SECTIONS, SSH_SCHEMA, Schema, Section, _valid,
-                     known_groups)
+from .schema import (
+    _INVALID,
+    GROUP_SCHEMAS,
+    INHERIT,
+    REQUIRED,
+    SECTIONS,
+    SSH_SCHEMA,
+    Schema,
+    Section,
+    _valid,
+    known_groups,
+)
 from .secrets import Secret
 
 ENV_VAR = "MCP_EDGE_SETTINGS"

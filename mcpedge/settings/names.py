@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from .kinds import Kind, Str, _ascii_fullmatch, _Invalid, _show
 from .paths import AbsPath
 
-
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
 
 

@@ -15,7 +15,6 @@ import re
 
 from .kinds import Kind, _ascii_fullmatch, _Invalid, _show
 
-
 # A path component the bundle writes into nginx, systemd units, shell scripts
 # and Docker arguments: no space, quote, ';', '{', '}', '#', '$', '%', '\\' or glob.
 _PATH_PART = re.compile(r"[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*", re.ASCII)

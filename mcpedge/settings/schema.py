@@ -29,8 +29,34 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .environment import EnvMap, EnvName, SecretRef
-from .kinds import Bool, Choice, Duration, Enum, Int, Kind, ListOf, Nullable, Port, Rate, Size, Str, WorkerProcesses
-from .names import Address, AcmeServer, Cidr, Command, Domain, Email, GroupName, ImageRef, IpAddress, Origin, UserName
+from .kinds import (
+    Bool,
+    Choice,
+    Duration,
+    Enum,
+    Int,
+    Kind,
+    ListOf,
+    Nullable,
+    Port,
+    Rate,
+    Size,
+    Str,
+    WorkerProcesses,
+)
+from .names import (
+    AcmeServer,
+    Address,
+    Cidr,
+    Command,
+    Domain,
+    Email,
+    GroupName,
+    ImageRef,
+    IpAddress,
+    Origin,
+    UserName,
+)
 from .paths import AbsPath, DockerCli, LocalPath, Volume
 
 # --- Fields, sections and the table's interface ------------------------------------------
@@ -411,7 +437,7 @@ def _check_synology(section: dict, report: Callable[[str, str], None]) -> None:
         report("synology.loop_mcp.name", f"container name {mcp['name']!r} is also synology.loop_api.name")
 
 
-# --- control: (drift repair; mcpedge.control renders its units) --------------------------------
+# --- control: (drift repair; mcpedge.model.control renders its units) --------------------------------
 
 
 CONTROL_SCHEMA: Schema = {

@@ -5,12 +5,12 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from mcpedge.control import control_context
+from mcpedge.model import for_host
 
 
 @deploy("Drift control")
 def configure_drift_control():
-    ctl = control_context(host.data.mcp_edge)
+    ctl = for_host(host)
     unit = ctl["unit"]
     files.directory(name="Drift reports and state directory", path=ctl["state_dir"],
                     user=ctl["user"], group=ctl["user"], mode="700")

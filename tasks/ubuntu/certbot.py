@@ -6,14 +6,16 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from mcpedge.context import ACME_CA_REMOTE, CERTBOT_DROPIN, CERTBOT_HOOK, ubuntu_context
+from mcpedge.model import for_host
+from mcpedge.model.paths import ACME_CA_REMOTE, CERTBOT_DROPIN, CERTBOT_HOOK
 from mcpedge.operations.certbot import certificate
 
 
 @deploy("certbot")
 def configure_certbot():
-    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
-    acme = ctx["acme"]
+    model = for_host(host)
+    ctx = model.template()
+    acme = model.acme
     ca_bundle = None
     if acme["ca_bundle_file"]:
         ca_bundle = ACME_CA_REMOTE
@@ -35,8 +37,8 @@ def configure_certbot():
                    src="templates/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx.j2",
                    dest=CERTBOT_HOOK, user="root", group="root", mode="755", create_remote_dir=False, **ctx)
     cert = certificate(
-        name=f"TLS certificate for {', '.join(ctx['domains'])}",
-        cert_name=ctx["cert_name"], domains=ctx["domains"], email=acme["email"],
+        name=f"TLS certificate for {', '.join(model.domains)}",
+        cert_name=model.cert_name, domains=model.domains, email=acme["email"],
         webroot=acme["webroot"], server=acme["server"], ca_bundle=ca_bundle,
     )
     # The distribution's timer renews; no second scheduler.

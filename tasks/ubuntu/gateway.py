@@ -13,13 +13,8 @@ from pyinfra.facts.files import FindFiles
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from mcpedge.context import (
-    CONFIG_DIR,
-    GATEWAY_PROGRAM,
-    LIB_DIR,
-    SERVERS_DIR,
-    ubuntu_context,
-)
+from mcpedge.model import for_host
+from mcpedge.model.paths import CONFIG_DIR, GATEWAY_PROGRAM, LIB_DIR, SERVERS_DIR
 from mcpedge.operations.secrets import secret_template
 
 # What the Supergateway-based releases installed: removed when found.
@@ -29,18 +24,17 @@ LEGACY_FILES = (LEGACY_UNIT, f"{LIB_DIR}/listen-loopback.cjs", f"{CONFIG_DIR}/ga
 
 @deploy("MCP gateway")
 def configure_gateway():
-    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
-    gw = ctx["gw"]
-    srv = gw["server"]
-    user = gw["user"]
+    gw = for_host(host).gw
+    srv = gw.server
+    user = gw.user
 
     server.group(name="Gateway service group", group=user, system=True)
     server.user(
         name="Gateway service user (no login, no home)",
         user=user, group=user, system=True, shell="/usr/sbin/nologin",
-        home=gw["working_directory"], create_home=False,
+        home=gw.working_directory, create_home=False,
     )
-    files.directory(name="Gateway working directory", path=gw["working_directory"],
+    files.directory(name="Gateway working directory", path=gw.working_directory,
                     user=user, group=user, mode="750")
     files.directory(name="mcp-edge config directory", path=CONFIG_DIR, user="root", group="root", mode="755")
     files.directory(name="MCP server configs directory", path=SERVERS_DIR, user="root", group="root", mode="755")
@@ -50,13 +44,13 @@ def configure_gateway():
     program = files.put(name="mcp-edge-gateway program", src=f"files{GATEWAY_PROGRAM}", dest=GATEWAY_PROGRAM,
                         user="root", group="root", mode="644", create_remote_dir=False)
     config = files.put(name=f"Gateway config of {srv.name} (sessions, command; no secrets)",
-                       src=StringIO(gw["config_text"]), dest=srv.config_file,
+                       src=StringIO(gw.config_text), dest=srv.config_file,
                        user=user, group=user, mode="600", create_remote_dir=False)
     # Secret values (`env:NAME` settings) never reach a diff, the log or --json.
     env = secret_template(
         name=f"Environment of {srv.name} (0600, may hold secrets)",
         src="templates/etc/mcp-edge/gateway.env.j2", dest=srv.env_file,
-        user=user, group=user, mode="600", secret_names=gw["secret_names"], secrets=gw["secrets"], gw=gw,
+        user=user, group=user, mode="600", secret_names=gw.secret_names, secrets=gw.secrets, gw=gw,
     )
     socket_unit = files.template(name=f"Gateway socket unit of {srv.name}",
                                  src="templates/etc/systemd/system/mcp-edge-gateway.socket.j2",

@@ -13,16 +13,17 @@ from pyinfra.facts.files import FindFiles
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from mcpedge.context import (
+from mcpedge.model import for_host
+from mcpedge.model.paths import (
+    LEGACY_NGINX_COMMIT,
     MCP_SNIPPETS,
     NGINX_COMMIT,
     NGINX_MANIFEST,
     NGINX_SNIPPET_DIR,
     STATE_DIR,
     TOKEN_FILE,
-    token_map_content,
-    ubuntu_context,
 )
+from mcpedge.model.site import token_map_content
 from mcpedge.operations.nginx import nginx_template
 from mcpedge.operations.secrets import secret_file
 
@@ -51,8 +52,8 @@ def managed_files() -> list[str]:
     ]
 
 
-def _commit(name, changed):
-    return server.shell(name=name, commands=[f"{NGINX_COMMIT} commit"], _if=any_changed(*changed))
+def _commit(name, commit, changed):
+    return server.shell(name=name, commands=[commit.command("commit")], _if=any_changed(*changed))
 
 
 def _site(name, ctx):
@@ -67,20 +68,27 @@ def _site(name, ctx):
 
 @deploy("nginx: http level and ACME site")
 def configure_http():
-    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
+    model = for_host(host)
+    ctx = model.template()
     changed = []
 
+    commit = model.commit
     files.directory(name="nginx state directory", path=f"{STATE_DIR}/nginx", user="root", group="root", mode="700")
-    changed.append(files.template(
-        name="nginx validate-and-reload script", src="templates/usr/local/sbin/mcp-edge-nginx-commit.j2",
-        dest=NGINX_COMMIT, user="root", group="root", mode="755", commit=ctx["commit"],
-    ))
+    # A static program (files/, shellchecked, unit-tested) and its config: the
+    # one validate-reload-restore mechanism, on the NAS too.
+    program = files.put(name="nginx validate-and-reload program", src=f"files{NGINX_COMMIT}", dest=NGINX_COMMIT,
+                        user="root", group="root", mode="755", create_remote_dir=False)
+    changed += [program, files.template(
+        name="nginx validate-and-reload config", src="templates/etc/mcp-edge/nginx-commit.conf.j2",
+        dest=commit.config, user="root", group="root", mode="644", create_remote_dir=False, commit=commit)]
+    files.file(name=f"Remove {LEGACY_NGINX_COMMIT} (an older release's copy)", path=LEGACY_NGINX_COMMIT,
+               present=False)
     # create_remote_dir=False on files whose directory the nginx package or an
     # earlier operation creates: `--dry --diff` then shows them on a fresh host.
     files.put(name="List of nginx files the bundle manages", src=_manifest(), dest=NGINX_MANIFEST,
               user="root", group="root", mode="644", create_remote_dir=False)
     server.shell(name="Keep the distribution's nginx files as last-good (first run only)",
-                 commands=[f"{NGINX_COMMIT} seed"], _if=changed[0].did_change)
+                 commands=[commit.command("seed")], _if=program.did_change)
 
     changed.append(nginx_template(name="nginx main config (workers)", src="templates/etc/nginx/nginx.conf.j2",
                                   dest="/etc/nginx/nginx.conf", create_remote_dir=False, **ctx))
@@ -93,23 +101,23 @@ def configure_http():
                                       src=f"templates/etc/nginx/snippets/mcp-edge/{snippet}.j2",
                                       dest=f"{NGINX_SNIPPET_DIR}/{snippet}", create_remote_dir=False, **ctx))
     changed.append(secret_file(name="nginx bearer tokens (0600 root; content never shown)", dest=TOKEN_FILE,
-                               content=token_map_content(ctx["nginx"]["access"]["bearer_tokens"])))
-    files.directory(name="ACME challenge webroot", path=ctx["acme"]["webroot"], user="root", group="root", mode="755")
+                               content=token_map_content(model.tokens)))
+    files.directory(name="ACME challenge webroot", path=model.acme["webroot"], user="root", group="root", mode="755")
     changed += _site(ACME_SITE, ctx)
     changed.append(files.link(name="Disable the distribution's default site",
                               path="/etc/nginx/sites-enabled/default", present=False))
     changed += _remove_unmanaged()
 
     systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)
-    _commit("Validate nginx and reload (previous files restored on failure)", changed)
+    _commit("Validate nginx and reload (previous files restored on failure)", commit, changed)
 
 
 @deploy("nginx: MCP site")
 def configure_site(reload_after=()):
     """``reload_after``: more operations whose change needs a reload (a re-issued certificate)."""
-    ctx = ubuntu_context(host.data.mcp_edge, host.data.mcp_edge_host)
-    _commit("Validate nginx and reload the MCP site (previous files restored on failure)",
-            _site(MCP_SITE, ctx) + [op for op in reload_after if op is not None])
+    model = for_host(host)
+    _commit("Validate nginx and reload the MCP site (previous files restored on failure)", model.commit,
+            _site(MCP_SITE, model.template()) + [op for op in reload_after if op is not None])
 
 
 def _manifest():

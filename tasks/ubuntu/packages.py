@@ -5,6 +5,8 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files
 
+from mcpedge.model import for_host
+
 # python3-aiohttp: mcp-edge-gateway's HTTP server (Debian's, kept by Debian's security team).
 PACKAGES = ["ca-certificates", "nginx", "certbot", "python3", "python3-aiohttp", "nodejs", "npm"]
 NODESOURCE_KEYRING = "/etc/apt/keyrings/nodesource.asc"
@@ -12,7 +14,7 @@ NODESOURCE_KEYRING = "/etc/apt/keyrings/nodesource.asc"
 
 @deploy("Packages")
 def install_packages():
-    node = host.data.mcp_edge["node"]
+    node = for_host(host).node
     if node["source"] == "nodesource":
         # The distribution's Node is too old for the operator's servers: NodeSource's repository.
         files.directory(name="apt keyrings directory", path="/etc/apt/keyrings",

@@ -4,6 +4,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from mcpedge.facts.preflight import SudoUser
+from mcpedge.model import for_host
 from mcpedge.operations.preflight import ubuntu_preflight
 from mcpedge.settings import size_bytes
 
@@ -12,7 +13,7 @@ from mcpedge.settings import size_bytes
 def ubuntu_host_ready() -> bool:
     """Checks the Ubuntu host; returns False when sudo does not work, so the
     caller prepares nothing else (every later fact would fail less clearly)."""
-    pf = host.data.mcp_edge["preflight"]
+    pf = for_host(host).preflight
     ubuntu_preflight(
         name="Pre-flight: sudo, free disk, ports 80/443",
         min_free_disk=size_bytes(pf["min_free_disk"]), disk_paths=pf["disk_paths"],

@@ -627,8 +627,8 @@ def test_bad_config_exits_2_with_one_line(tmp_path, change, message):
 
 
 def test_accepts_the_config_and_env_file_the_deploy_writes(tmp_path):
-    """The contract with mcpedge.context (needs the deploy's own requirements: pyyaml, jinja2)."""
-    context = pytest.importorskip("mcpedge.context")
+    """The contract with the deploy's model (needs the deploy's own requirements: pyyaml, jinja2)."""
+    context = pytest.importorskip("mcpedge.model.ubuntu")
     settings = pytest.importorskip("mcpedge.settings")
     jinja2 = pytest.importorskip("jinja2")
     server = context.GatewayServer("unit")
@@ -640,7 +640,7 @@ def test_accepts_the_config_and_env_file_the_deploy_writes(tmp_path):
     gw_settings = {"command": ["node", str(DEMO)], "working_directory": str(tmp_path),
                    "sessions": {"max_total": 4, "max_per_client": 2, "idle_timeout": 1800, "evict_min_idle": 60},
                    "keepalive_interval": 25, "log_level": "info"}
-    config = {**json.loads(context.gateway_config_text(gw_settings, server)), "env_file": str(env_file)}
+    config = {**context.gateway_config(gw_settings, server), "env_file": str(env_file)}
     gw = GatewayProcess(tmp_path, config)
     try:
         open_session(gw)

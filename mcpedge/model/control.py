@@ -1,25 +1,22 @@
-"""The drift-repair units of the control host.
+"""The model of a control host: the drift check and repair units it runs.
 
 A control host (a host in group ``control``; an operator's machine over SSH to
 itself, or a management box) holds a checkout of this bundle with its settings,
 SSH key and secrets, and runs ``python -m mcpedge.drift --repair`` from a
-systemd timer. Its ``control:`` settings section is declared with the others,
-in ``mcpedge/settings/schema.py`` (CONTROL_SCHEMA); this module renders the
-normalized section into the units' template context.
+systemd timer. Its ``control:`` settings section is declared with the others
+(``mcpedge/settings/schema.py``); this renders it into the units' ``ctl``.
 """
 
 from __future__ import annotations
 
 import posixpath
 
-from .escape import systemd_env_value
-
-DRIFT_UNIT = "mcp-edge-drift"
-DRIFT_LOCK = "/run/lock/mcp-edge-drift.lock"
+from ..escape import systemd_env_value
+from .paths import DRIFT_LOCK, DRIFT_UNIT
 
 
-def control_context(ctl: dict) -> dict:
-    """Template context of the drift service and timer."""
+def control_host(ctl: dict) -> dict:
+    """``ctl`` of the drift service and timer templates."""
     bundle = ctl["bundle_dir"]
     return {
         "unit": DRIFT_UNIT,
