@@ -23,6 +23,7 @@ import time
 from urllib.parse import urljoin
 
 import httpx
+
 from mcpedge.sse import iter_events  # copied into the target beside httpx (see run.install)
 
 PROTOCOL_VERSION = "2025-06-18"

@@ -107,7 +107,7 @@ def test_preview_on_a_fresh_host_diffs_every_managed_file(settings):
         *(f"/etc/nginx/snippets/mcp-edge/{n}" for n in ("proxy-stream.conf", "mcp-locations.conf",
                                                        "json-errors.conf", "security-headers.conf", "tls.conf")),
         ENV_PATH, "/etc/mcp-edge/servers/default.json", UNIT_PATH,
-        "/etc/systemd/system/mcp-edge-gateway-default.socket", PROGRAM, "/usr/local/sbin/mcp-edge-nginx-commit",
+        "/etc/systemd/system/mcp-edge-gateway-default.socket", PROGRAM, "/usr/local/lib/mcp-edge/mcp-edge-nginx-commit", "/etc/mcp-edge/nginx-commit.conf",
         "/etc/letsencrypt/renewal-hooks/deploy/mcp-edge-reload-nginx", "/etc/mcp-edge/nginx-managed.list",
     }
     assert expected <= created, sorted(expected - created)

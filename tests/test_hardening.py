@@ -11,8 +11,8 @@ import os
 import re
 import secrets
 import signal
-import ssl
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 

@@ -17,7 +17,6 @@ import threading
 import httpx
 import pytest
 import yaml
-
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamablehttp_client

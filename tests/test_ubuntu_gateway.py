@@ -9,10 +9,9 @@ import asyncio
 import json
 import socket
 import ssl
+import subprocess
 import threading
 import time
-
-import subprocess
 
 import httpx
 import pytest

@@ -17,7 +17,18 @@ import tarfile
 import yaml
 
 from . import (
-    ROOT, SLOT, STATE, TARGETS, Target, _DOMAIN_SUFFIX, _SUFFIX, _write, log, settings_dict, start_target, target_exec,
+    _DOMAIN_SUFFIX,
+    _SUFFIX,
+    ROOT,
+    SLOT,
+    STATE,
+    TARGETS,
+    Target,
+    _write,
+    log,
+    settings_dict,
+    start_target,
+    target_exec,
 )
 
 CONTROL = Target("control", "ctl", f"mcp-edge-ctl{_SUFFIX}", 2224 + 10 * SLOT, f"127.0.{SLOT}.4",

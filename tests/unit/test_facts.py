@@ -12,7 +12,14 @@ import pytest
 
 from mcpedge.facts.certbot import CertbotCertificate
 from mcpedge.facts.docker import DirectoryDigest, DockerContainerState, DockerImageLabel, DockerPublishedPorts
-from mcpedge.facts.dsm import DsmReverseProxyEntries, DsmScheduledTasks, DsmVersion, GuardStatus, NasStatus, SynologyDocker
+from mcpedge.facts.dsm import (
+    DsmReverseProxyEntries,
+    DsmScheduledTasks,
+    DsmVersion,
+    GuardStatus,
+    NasStatus,
+    SynologyDocker,
+)
 from mcpedge.facts.nginx import NginxVersion
 from mcpedge.facts.preflight import FreeDisk, ListeningPorts, SudoUser
 from mcpedge.facts.secrets import MaskedEnvFile
