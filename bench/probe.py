@@ -32,9 +32,13 @@ CTX.check_hostname = False
 CTX.verify_mode = ssl.CERT_NONE  # loopback inside the target; the cert is checked by verify
 
 
-def client(host: str, http2: bool = False, read: float | None = None, uds: str | None = None) -> httpx.Client:
-    """``uds``: talk to the gateway's unix socket directly (the "direct upstream" baseline)."""
-    transport = httpx.HTTPTransport(uds=uds) if uds else None
+def client(host: str, http2: bool = False, read: float | None = None, uds: str | None = None,
+           local: str | None = None) -> httpx.Client:
+    """``uds``: talk to the gateway's unix socket directly (the "direct upstream" baseline).
+    ``local``: the loopback source address (127.0.0.N): nginx then sees one client per
+    address, as it would see users on the internet, each under its own session cap."""
+    transport = httpx.HTTPTransport(uds=uds, http2=http2) if uds else (
+        httpx.HTTPTransport(local_address=local, http2=http2) if local else None)
     return httpx.Client(verify=CTX, http2=http2, timeout=httpx.Timeout(10, read=read), transport=transport,
                         headers={"Host": host, "Accept-Encoding": "gzip"})
 
@@ -163,13 +167,14 @@ def delays(url, host, http2=False, count=1000, interval=5, uds=None):
     return out
 
 
-def idle(url, host, streams=10, seconds=65.0):
+def idle(url, host, streams=10, seconds=65.0, address_base=20):
     """Open `streams` SSE streams, stay silent `seconds`, then see which still work.
-    A stream whose endpoint event is held can only be judged on its connection."""
+    A stream whose endpoint event is held can only be judged on its connection.
+    Stream i comes from 127.0.0.(address_base + i): a client of its own."""
     results = [None] * streams
 
     def one(i):
-        c = client(host, read=None)
+        c = client(host, read=None, local=f"127.0.0.{address_base + i}")
         opened = time.time()
         try:
             s = Sse(c, url)
@@ -213,13 +218,12 @@ def idle(url, host, streams=10, seconds=65.0):
     return {"url": url, "streams": streams, "seconds": seconds, "alive": alive, "results": results}
 
 
-def hold(url, host, streams=20):
-    """Continuity: hold `streams` SSE sessions; on each stdin line `check`, prove each
-    still answers; print a JSON line per check; `quit` ends."""
-    c = client(host, read=None)
+def hold(url, host, streams=20, address_base=100):
+    """Continuity: hold `streams` SSE sessions (each from its own loopback address); on
+    each stdin line `check`, prove each still answers; print a JSON line per check; `quit` ends."""
     sessions = []
-    for _ in range(streams):
-        s = Sse(c, url)
+    for i in range(streams):
+        s = Sse(client(host, read=None, local=f"127.0.0.{address_base + i}"), url)
         s.initialize()
         sessions.append(s)
     print(json.dumps({"ready": len(sessions)}), flush=True)
@@ -389,9 +393,10 @@ def main(argv):
         res = sessions(pos[0], opts["host"], int(opts["count"]), opts.get("uds"), int(opts.get("clients", 1)),
                        float(opts.get("pace", 0)))
     elif cmd == "idle":
-        res = idle(pos[0], opts["host"], int(opts.get("streams", 10)), float(opts.get("seconds", 65)))
+        res = idle(pos[0], opts["host"], int(opts.get("streams", 10)), float(opts.get("seconds", 65)),
+                   int(opts.get("address-base", 20)))
     elif cmd == "hold":
-        res = hold(pos[0], opts["host"], int(opts.get("streams", 20)))
+        res = hold(pos[0], opts["host"], int(opts.get("streams", 20)), int(opts.get("address-base", 100)))
     elif cmd == "streams":
         steps = [int(x) for x in opts["steps"].split(",")]
         res = asyncio.run(_streams(pos[0], int(pos[1]), opts["sni"], steps, float(opts.get("rate", 1000)),
