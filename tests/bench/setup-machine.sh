@@ -9,6 +9,8 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v make >/dev/null || need+=(make)
+command -v shellcheck >/dev/null || need+=(shellcheck)     # tests/unit/test_scripts.py
+command -v node >/dev/null || need+=(nodejs)             # the demo MCP server of the unit tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
     echo "[setup] installing: ${need[*]}" >&2
