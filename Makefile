@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 .PHONY: setup sandbox test sandbox-down bench drift
 
 setup:
-	bash tests/bench/setup-machine.sh
+	bash sandbox/setup-machine.sh
 	$(MAKE) --no-print-directory $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-sdk2.txt
@@ -20,17 +20,17 @@ $(VENV)/.installed: requirements.txt requirements-sdk2.txt
 	touch $@
 
 sandbox: setup
-	$(PY) -m tests.bench sandbox
+	$(PY) -m sandbox sandbox
 
 test: setup
-	$(PY) -m tests.bench up
+	$(PY) -m sandbox up
 	$(PY) -m pytest -ra tests
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
 
 sandbox-down:
-	$(PY) -m tests.bench down
+	$(PY) -m sandbox down
 
 INVENTORY ?= inventory.py
 drift: $(VENV)/.installed

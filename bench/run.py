@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests import bench as tb
+import sandbox as tb
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -617,7 +617,7 @@ def update_readme(text: str) -> None:
 # The bench measures the proxy, not the caps: room for every stream it opens at
 # once (idle streams through both proxies, held streams), each from its own
 # loopback address; the per-client cap stays the default (the flood measures it).
-tb.SETTINGS_OVERRIDES = {"ubuntu": {"gateway": {"sessions": {"max_total": 64}}}}
+tb.SETTINGS_OVERRIDES.update({"ubuntu": {"gateway": {"sessions": {"max_total": 64}}}})
 
 
 def main(args) -> int:

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+import sandbox as bench
 from mcpedge import settings
-from tests import bench
 
 UNSET = "MCP_EDGE_TEST_NOT_SET"
 

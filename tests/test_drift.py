@@ -14,9 +14,9 @@ import time
 import pytest
 import yaml
 
+import sandbox as bench
+from sandbox import control as ctl
 from tasks.ubuntu.packages import PACKAGES
-from tests import bench
-from tests.bench import control as ctl
 
 pytestmark = pytest.mark.usefixtures("deployed")
 
@@ -28,7 +28,7 @@ GW = bench.TARGETS["ubuntu"].name  # the drift runs here are about the gateway h
 DOMAIN = bench.TARGETS["ubuntu"].domain
 UNIT_PATH = "/etc/systemd/system/mcp-edge-gateway-default.service"
 ENV_PATH = "/etc/mcp-edge/servers/default.env"
-PROGRAM = "/usr/local/lib/mcp-edge/mcp_edge_gateway.py"
+PROGRAM = "/usr/local/lib/mcp-edge/mcp_edge_gateway/sessions.py"  # one module of the gateway package
 
 
 def keep(what: str, *texts: str) -> None:

@@ -24,8 +24,8 @@ import yaml
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
+import sandbox as bench
 from mcpedge.verify import client_factory, ssl_context
-from tests import bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

@@ -21,8 +21,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamablehttp_client
 
+import sandbox as bench
 from mcpedge.verify import SseStream, client_factory, ssl_context, sync_client
-from tests import bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

@@ -14,8 +14,8 @@ import time
 import httpx
 import pytest
 
+import sandbox as bench
 from mcpedge.verify import ssl_context
-from tests import bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

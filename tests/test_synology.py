@@ -4,7 +4,7 @@ loop-api and loop-mcp run as real containers (built on the "NAS" through
 Container Manager's docker CLI), DSM's nginx serves them, the official MCP
 Python SDK connects over HTTPS. The simulated DSM behaviours (regeneration of
 server.ReverseProxy.conf, synosystemctl, Task Scheduler) cite dsm.md in
-tests/bench/images/dsm.
+sandbox/images/dsm.
 """
 
 import asyncio
@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import sandbox as bench
 from mcpedge.verify import SseStream, check_sse, check_streamable, event_delays, ssl_context, sync_client
-from tests import bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
+import sandbox as bench
 from mcpedge.verify import SseStream, check_sse, check_streamable, event_delays, ssl_context, sync_client
-from tests import bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tests import bench
+import sandbox as bench
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

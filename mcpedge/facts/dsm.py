@@ -7,7 +7,7 @@ import shlex
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-# dsm.md §8: probe these, in this order, by absolute path (not on a non-interactive PATH).
+# docs/dsm.md §8: probe these, in this order, by absolute path (not on a non-interactive PATH).
 # DSM's sudo and Task Scheduler give a minimal PATH; DSM's tools live here (docs/dsm.md §7, §8).
 DSM_PATH = "/usr/syno/bin:/usr/syno/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"
 DOCKER_CANDIDATES = (
@@ -99,7 +99,7 @@ class GuardStatus(FactBase):
 
 
 class DsmScheduledTasks(FactBase):
-    """Task Scheduler and boot-up tasks, via synowebapi (dsm.md §9):
+    """Task Scheduler and boot-up tasks, via synowebapi (docs/dsm.md §9):
     ``{"tasks": [{"id", "name", "schedule", "extra"}], "events": [{"task_name", "operation"}]}``."""
 
     @staticmethod

@@ -21,6 +21,10 @@ _KEY = "_mcp_edge_model"
 
 def for_host(host):
     """The model of ``host`` (pyinfra's), built on first use and kept on the host object."""
+    from pyinfra.context import ContextObject
+
+    if isinstance(host, ContextObject):  # `from pyinfra import host` is a proxy shared by every host
+        host = host._get_module()
     model = host.__dict__.get(_KEY)
     if model is None:
         group = host.data.mcp_edge_host["group"]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from ..settings import Secret, reveal, size_bytes
 from .paths import (
     ACME_CA_REMOTE,
-    GATEWAY_PROGRAM,
+    GATEWAY_PACKAGE,
     GATEWAY_USER,
+    LIB_DIR,
     NGINX_COMMIT,
     NGINX_COMMIT_CONF,
     NGINX_MANIFEST,
@@ -95,7 +96,7 @@ class Gateway:
     user: str = GATEWAY_USER
     group: str = GATEWAY_USER
     socket_group: str = NGINX_USER
-    program: str = GATEWAY_PROGRAM
+    package: str = GATEWAY_PACKAGE
 
 
 UBUNTU_COMMIT = Commit(
@@ -126,7 +127,7 @@ class UbuntuHost:
         """Variables for the Ubuntu templates."""
         return {"domains": self.domains, "cert_name": self.cert_name, "names_hash_bucket": self.names_hash_bucket,
                 "nginx": self.nginx, "acme": self.acme, "acme_ca_remote": self.acme_ca_remote, "site": self.site,
-                "gw": self.gw, "commit": self.commit}
+                "gw": self.gw, "commit": self.commit, "lib_dir": LIB_DIR}
 
 
 def ubuntu_host(edge: dict, host_info: dict) -> UbuntuHost:

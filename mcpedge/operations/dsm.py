@@ -50,7 +50,7 @@ def guard_sync(script, config):
 def dsm_scheduled_task(task, script, every_minutes):
     """
     A root Task Scheduler job on DSM that runs ``script`` every N minutes,
-    registered through ``synowebapi`` (dsm.md §9: never /etc/crontab, which DSM
+    registered through ``synowebapi`` (docs/dsm.md §9: never /etc/crontab, which DSM
     rewrites). A task of the same name with other settings is replaced.
 
     .. code:: python
@@ -78,7 +78,7 @@ def dsm_scheduled_task(task, script, every_minutes):
 @operation()
 def dsm_boot_task(task, script):
     """
-    A root boot-up triggered task on DSM (dsm.md §9: Task Scheduler, event
+    A root boot-up triggered task on DSM (docs/dsm.md §9: Task Scheduler, event
     ``bootup``), registered through ``synowebapi``.
 
     .. code:: python
@@ -125,7 +125,7 @@ def dsm_preflight(domain, patch_entries=(), min_dsm=(7, 0), min_free_disk=1 << 3
     elif (docker := host.get_fact(SynologyDocker)) is None:
         raise OperationError(f"{host.name}: no docker CLI found (install Container Manager; probed "
                              f"{', '.join(DOCKER_CANDIDATES)}) or set synology.docker")
-    # DSM's sudo PATH may lack nginx's directory: the guard's PATH (dsm.md §8).
+    # DSM's sudo PATH may lack nginx's directory: the guard's PATH (docs/dsm.md §8).
     if host.get_fact(NginxVersion, _env={"PATH": DSM_PATH}) is None:
         raise OperationError(f"{host.name}: no nginx found: DSM's web server is what serves the MCP hostname")
     check_free_disk([volume_path], min_free_disk)

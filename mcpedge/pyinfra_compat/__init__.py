@@ -89,10 +89,11 @@ def observer(role: str):
 
 def host_prepared() -> None:
     """deploy.py's last line: every operation of this host is planned; observers may look."""
-    from pyinfra import host, state
+    from pyinfra import state
+    from pyinfra.context import ctx_host
 
     for obs in (getattr(state, _ATTACHED, None) or {}).values():
-        obs.host_prepared(state, host)
+        obs.host_prepared(state, ctx_host.get())  # the host itself, not pyinfra's proxy
 
 
 def operation_call(op_data) -> tuple:

@@ -6,6 +6,7 @@ memory and tasks bounded by the unit (README: "Sessions and isolation").
 """
 
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -14,12 +15,15 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from mcpedge.model import for_host
-from mcpedge.model.paths import CONFIG_DIR, GATEWAY_PROGRAM, LIB_DIR, SERVERS_DIR
+from mcpedge.model.paths import CONFIG_DIR, GATEWAY_DIR, LIB_DIR, SERVERS_DIR
 from mcpedge.operations.secrets import secret_template
 
 # What the Supergateway-based releases installed: removed when found.
 LEGACY_UNIT = "/etc/systemd/system/mcp-edge-gateway@.service"
-LEGACY_FILES = (LEGACY_UNIT, f"{LIB_DIR}/listen-loopback.cjs", f"{CONFIG_DIR}/gateway.env")
+LEGACY_FILES = (LEGACY_UNIT, f"{LIB_DIR}/listen-loopback.cjs", f"{CONFIG_DIR}/gateway.env",
+                f"{LIB_DIR}/mcp_edge_gateway.py")  # the single-file gateway, before it was a package
+# The gateway's modules (files/usr/local/lib/mcp-edge/mcp_edge_gateway/), uploaded as they are.
+GATEWAY_MODULES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / f"files{GATEWAY_DIR}").glob("*.py"))
 
 
 @deploy("MCP gateway")
@@ -41,8 +45,11 @@ def configure_gateway():
     files.directory(name="mcp-edge library directory", path=LIB_DIR, user="root", group="root", mode="755")
 
     # A static program (files/, unit-tested); only its config is rendered.
-    program = files.put(name="mcp-edge-gateway program", src=f"files{GATEWAY_PROGRAM}", dest=GATEWAY_PROGRAM,
-                        user="root", group="root", mode="644", create_remote_dir=False)
+    files.directory(name="mcp-edge-gateway package directory", path=GATEWAY_DIR, user="root", group="root",
+                    mode="755")
+    program = [files.put(name=f"mcp-edge-gateway {module}", src=f"files{GATEWAY_DIR}/{module}",
+                         dest=f"{GATEWAY_DIR}/{module}", user="root", group="root", mode="644",
+                         create_remote_dir=False) for module in GATEWAY_MODULES]
     config = files.put(name=f"Gateway config of {srv.name} (sessions, command; no secrets)",
                        src=StringIO(gw.config_text), dest=srv.config_file,
                        user=user, group=user, mode="600", create_remote_dir=False)
@@ -69,7 +76,7 @@ def configure_gateway():
     systemd.service(name=f"Re-create the gateway socket of {srv.name} (its unit changed)",
                     service=srv.socket_unit, restarted=True, _if=socket_unit.did_change)
     systemd.service(name=f"Restart gateway {srv.name} (its program, config or unit changed)", service=srv.unit,
-                    restarted=True, _if=any_changed(program, config, env, unit))
+                    restarted=True, _if=any_changed(*program, config, env, unit))
     systemd.service(name=f"Gateway {srv.name} running and enabled", service=srv.unit, running=True, enabled=True)
 
 

@@ -20,8 +20,12 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROGRAM = REPO / "files/usr/local/lib/mcp-edge/mcp_edge_gateway.py"
-DEMO = REPO / "tests/bench/images/target/mcp-demo-server.js"
+# The program: the package files/usr/local/lib/mcp-edge/mcp_edge_gateway, run as `python -m`
+# (as its systemd unit does) with its directory on PYTHONPATH for every child of the tests.
+PROGRAM_DIR = REPO / "files/usr/local/lib/mcp-edge"
+PROGRAM = ["-m", "mcp_edge_gateway"]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROGRAM_DIR), os.environ.get("PYTHONPATH")]))
+DEMO = REPO / "sandbox/images/target/mcp-demo-server.js"
 CLIENT = "X-MCP-Edge-Client"
 ACCEPT_BOTH = {"Accept": "application/json, text/event-stream"}
 
@@ -98,7 +102,7 @@ class GatewayProcess:
         self.config_path = tmp_path / f"gateway-{time.monotonic_ns()}.json"
         self.config_path.write_text(json.dumps(config))
         self.log_path = tmp_path / f"gateway-{time.monotonic_ns()}.log"
-        argv = argv or [sys.executable, str(PROGRAM), "--config", str(self.config_path), "--listen", listen]
+        argv = argv or [sys.executable, *PROGRAM, "--config", str(self.config_path), "--listen", listen]
         # The gateway must not pass its own environment on to children: give it one to leak.
         env = {**os.environ, "GATEWAY_ONLY_VAR": "must-not-reach-children"}
         with open(self.log_path, "wb") as log:  # the children's stderr lands here too

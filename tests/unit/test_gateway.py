@@ -619,7 +619,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path, change, message):
         else:
             config.update(change)
         path.write_text(json.dumps(config))
-    out = subprocess.run([sys.executable, str(PROGRAM), "--config", str(path)],
+    out = subprocess.run([sys.executable, *PROGRAM, "--config", str(path)],
                          capture_output=True, text=True, timeout=10, check=False)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
@@ -681,7 +681,7 @@ def test_systemd_socket_activation(tmp_path):
     # As systemd does: the socket on fd 3, LISTEN_PID = the gateway's own pid (kept by exec).
     activate = ("import os, sys\nos.dup2(int(sys.argv[1]), 3)\n"
                 "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1')\nos.execv(sys.argv[2], sys.argv[2:])\n")
-    argv = [sys.executable, "-c", activate, str(fd), sys.executable, str(PROGRAM), "--config", str(config)]
+    argv = [sys.executable, "-c", activate, str(fd), sys.executable, *PROGRAM, "--config", str(config)]
     gw = GatewayProcess(tmp_path, make_config(tmp_path), argv=argv, pass_fds=(fd,))
     listener.close()
     try:

@@ -1,9 +1,9 @@
-"""python -m tests.bench up [--fresh] | sandbox | down"""
+"""python -m sandbox up [--fresh] | sandbox | down"""
 
 import json
 import sys
 
-from . import down, sandbox, up
+from .run import down, sandbox, up
 
 
 def main(argv: list[str]) -> int:

@@ -16,20 +16,10 @@ import tarfile
 
 import yaml
 
-from . import (
-    _DOMAIN_SUFFIX,
-    _SUFFIX,
-    ROOT,
-    SLOT,
-    STATE,
-    TARGETS,
-    Target,
-    _write,
-    log,
-    settings_dict,
-    start_target,
-    target_exec,
-)
+from .layout import _DOMAIN_SUFFIX, _SUFFIX, ROOT, SLOT, STATE, TARGETS, Target, log, target_exec
+from .settings import settings_dict
+from .state import _write
+from .targets import start_target
 
 CONTROL = Target("control", "ctl", f"mcp-edge-ctl{_SUFFIX}", 2224 + 10 * SLOT, f"127.0.{SLOT}.4",
                  f"ctl.{_DOMAIN_SUFFIX}", "target")
@@ -55,7 +45,7 @@ def _bundle_tar() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in filter(None, names):
-            if (ROOT / name).is_file() and not name.startswith("tests/"):
+            if (ROOT / name).is_file() and not name.startswith(("tests/", "sandbox/", "bench/")):
                 tar.add(ROOT / name, arcname=name)
     return buf.getvalue()
 
