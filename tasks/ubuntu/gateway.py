@@ -28,7 +28,8 @@ GATEWAY_MODULES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / 
 
 @deploy("MCP gateway")
 def configure_gateway():
-    gw = for_host(host).gw
+    model = for_host(host)
+    ctx, gw = model.template(), model.gw
     srv = gw.server
     user = gw.user
 
@@ -57,15 +58,15 @@ def configure_gateway():
     env = secret_template(
         name=f"Environment of {srv.name} (0600, may hold secrets)",
         src="templates/etc/mcp-edge/gateway.env.j2", dest=srv.env_file,
-        user=user, group=user, mode="600", secret_names=gw.secret_names, secrets=gw.secrets, gw=gw,
+        user=user, group=user, mode="600", secret_names=gw.secret_names, secrets=gw.secrets, **ctx,
     )
     socket_unit = files.template(name=f"Gateway socket unit of {srv.name}",
                                  src="templates/etc/systemd/system/mcp-edge-gateway.socket.j2",
                                  dest=f"/etc/systemd/system/{srv.socket_unit}", user="root", group="root",
-                                 mode="644", gw=gw)
+                                 mode="644", **ctx)
     unit = files.template(name=f"Gateway service unit of {srv.name}",
                           src="templates/etc/systemd/system/mcp-edge-gateway.service.j2",
-                          dest=f"/etc/systemd/system/{srv.unit}", user="root", group="root", mode="644", gw=gw)
+                          dest=f"/etc/systemd/system/{srv.unit}", user="root", group="root", mode="644", **ctx)
     legacy = _remove_legacy_gateway()
 
     systemd.daemon_reload(name="Reload systemd units (gateway units changed)",
