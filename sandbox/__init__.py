@@ -19,7 +19,7 @@ Used by the tests (``tests/``) and the benchmark (``bench/``):
 
 Modules: :mod:`.layout` (names, slots, ports, paths), :mod:`.docker`,
 :mod:`.state` (keys, CA, passwords), :mod:`.targets` (starting and provisioning
-the machines), :mod:`.settings` (the settings it writes), :mod:`.run` (up,
+the machines), :mod:`.settings` (the settings it writes), :mod:`.lifecycle` (up,
 down, pyinfra against it).
 """
 
@@ -38,7 +38,7 @@ from .layout import (
            set_extra_targets,
            target_exec,
 )
-from .run import apply, down, pyinfra, sandbox, up
+from .lifecycle import apply, down, pyinfra, sandbox, up
 from .settings import SETTINGS_OVERRIDES, settings_dict, write_endpoints, write_settings
 from .state import sudo_password
 from .targets import dsm_regenerate

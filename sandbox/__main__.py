@@ -3,7 +3,7 @@
 import json
 import sys
 
-from .run import down, sandbox, up
+from .lifecycle import down, sandbox, up
 
 
 def main(argv: list[str]) -> int:

@@ -140,11 +140,12 @@ def test_patch_mode_survives_dsm_regeneration_via_guard_and_reapply(nas):
 
 def test_guard_restores_a_removed_managed_file(nas):
     bench.target_exec(nas, "rm", "-f", "/etc/nginx/conf.d/http.mcp-edge-site.conf")
-    out = bench.target_exec(nas, "sh", "-c", f"{settings()['bundle_dir']}/bin/mcp-edge-guard apply")
+    guard = f"{settings()['bundle_dir']}/bin/mcp-edge-guard {settings()['bundle_dir']}/guard.conf apply"
+    out = bench.target_exec(nas, "sh", "-c", guard)
     assert "http.mcp-edge-site.conf" in out
     assert httpx.get(f"{nas.url}/health", verify=ssl_context(CA)).status_code == 200
     # Nothing out of place: the guard does nothing.
-    assert bench.target_exec(nas, "sh", "-c", f"{settings()['bundle_dir']}/bin/mcp-edge-guard apply") == ""
+    assert bench.target_exec(nas, "sh", "-c", guard) == ""
 
 
 def test_open_mcp_stream_survives_loop_api_redeploy(nas):
