@@ -10,13 +10,19 @@ PY := $(VENV)/bin/python
 
 setup:
 	bash sandbox/setup-machine.sh
-	$(MAKE) --no-print-directory $(VENV)/.installed
+	$(MAKE) --no-print-directory $(VENV)/.installed tests/clients/node_modules/.installed sandbox/images/oauth/node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-sdk2.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	python3 -m venv .venv-sdk2
 	.venv-sdk2/bin/pip install -q --disable-pip-version-check -r requirements-sdk2.txt
+	touch $@
+
+# The MCP clients real users run (Inspector CLI, mcp-remote, TypeScript SDK) and the bench
+# authorization server's unit-test copy, pinned by their package-lock.json.
+%/node_modules/.installed: %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 	touch $@
 
 sandbox: setup

@@ -63,7 +63,7 @@ def built_image(name: str) -> str:
     base = base_image()
     with tempfile.TemporaryDirectory(prefix=f"mcp-edge-{name}-") as tmp:
         ctx = Path(tmp) / "ctx"
-        shutil.copytree(IMAGES / name, ctx)
+        shutil.copytree(IMAGES / name, ctx, ignore=shutil.ignore_patterns("node_modules"))
         (ctx / "extra-ca").mkdir(exist_ok=True)
         for crt in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt")):
             shutil.copy(crt, ctx / "extra-ca" / crt.name)

@@ -195,10 +195,17 @@ def test_security_headers_on_mcp_and_error_responses(ubuntu, ca_file):
     assert missing.status_code == 404 and missing.json() == {"error": "not_found"}
 
 
-def test_http_redirects_to_https_but_serves_acme_challenges(ubuntu):
+def test_http_redirects_to_https_but_serves_acme_challenges(ubuntu, ca_file):
     r = httpx.get(f"http://{ubuntu.domain}/mcp?x=1")
-    assert r.status_code == 301
+    assert r.status_code == 308
     assert r.headers["location"] == f"https://{ubuntu.domain}/mcp?x=1"
+    # A client given the http:// URL still gets its MCP POST through (a 301 would make it a GET).
+    with httpx.Client(verify=ssl_context(ca_file), follow_redirects=True) as c:
+        r = c.post(f"http://{ubuntu.domain}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+            headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 200 and r.url.scheme == "https"
+    assert "mcp-session-id" in r.headers
     bench.target_exec(ubuntu, "sh", "-c",
                       "mkdir -p /var/www/mcp-edge-acme/.well-known/acme-challenge && "
                       "echo probe-token > /var/www/mcp-edge-acme/.well-known/acme-challenge/probe")
