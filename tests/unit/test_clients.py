@@ -19,8 +19,6 @@ Run: python -m pytest -q tests/unit/test_clients.py
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import re
 import secrets
 import ssl
@@ -32,7 +30,7 @@ import pytest
 
 from tests.clients import run as clients
 
-from .conftest import CLIENT, GatewayProcess, make_config, wait_for
+from .conftest import CLIENT, GatewayProcess, make_ca_and_cert, make_config, wait_for
 
 TOOLS = ["echo", "add", "ticks"]
 CASES = [(client, transport) for client in clients.CLIENTS for transport in clients.TRANSPORTS[client]]
@@ -85,45 +83,6 @@ def test_client_lists_and_calls(gw, client, transport):
 
 
 # --- HTTPS with a private CA, headers -----------------------------------------------------------
-
-def make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a certificate it signs for 127.0.0.1 and localhost: (ca, cert, key) PEM files."""
-    pytest.importorskip("cryptography", reason="the TLS tests make their CA with `cryptography`")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp-edge unit-test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
 
 class TLSFront:
     """A TLS listener on 127.0.0.1 forwarding each connection's bytes to the gateway, in a thread."""
