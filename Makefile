@@ -29,7 +29,7 @@ sandbox: setup
 	$(PY) -m sandbox sandbox
 
 test: setup
-	$(PY) -m sandbox up
+	$(PY) -m sandbox up --fresh
 	$(PY) -m pytest -ra tests
 
 bench: setup

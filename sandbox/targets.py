@@ -138,7 +138,9 @@ def start_target(t: Target, fresh: bool = False) -> None:
 
 
 def prepare_volume() -> None:
-    """The NAS's /volume1 data and the stand-in apps' sources (the operator's code)."""
+    """The NAS's /volume1 data and the stand-in apps' sources (the operator's code).
+    /volume1 outlives the container: a bare NAS has no bundle directory of an earlier run."""
+    shutil.rmtree(Path(VOLUME, "mcp-edge"), ignore_errors=True)
     for d in ("LOOP_CORE/vault/LOOP/.oauth", "LOOP_CLevel/vault/loop_exec"):
         Path(VOLUME, d).mkdir(parents=True, exist_ok=True)
     Path(VOLUME, "LOOP_CORE/vault/LOOP/welcome.md").write_text("# LOOP vault (bench)\n")
