@@ -58,7 +58,9 @@ def plan_dir() -> Path:
 
 
 def _plan_path(host) -> Path:
-    return plan_dir() / (re.sub(r"[^A-Za-z0-9@._-]", "_", host.name) + ".json")
+    # Keyed by where the host is reached too: two inventories may both name a host gw1.
+    where = f"{host.name}@{host.data.get('ssh_hostname') or host.name}_{host.data.get('ssh_port') or 22}"
+    return plan_dir() / (re.sub(r"[^A-Za-z0-9@._-]", "_", where) + ".json")
 
 
 def _plans_on() -> bool:
