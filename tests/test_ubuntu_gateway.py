@@ -238,6 +238,27 @@ def test_env_file_is_private_to_the_service_user(ubuntu):
     assert users and set(users) == {uid}, "the gateway and its stdio server run as the service user"
 
 
+def test_audit_log_stays_json_when_a_client_sends_bytes_that_are_not_utf8(ubuntu, ca_file):
+    """escape=json leaves bytes above 0x7f raw: what a client sends is logged as printable ASCII or not at all."""
+    log = "/var/log/nginx/mcp-edge-access.json"
+    before = int(bench.target_exec(ubuntu, "stat", "-c", "%s", log).strip())
+    ctx = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection((ubuntu.public_ip, 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=ubuntu.domain) as tls:
+            tls.sendall(b"GET /health%93?sessionid=\x93 HTTP/1.1\r\nHost: " + ubuntu.domain.encode()
+                        + b"\r\nUser-Agent: quote\x93me\r\nConnection: close\r\n\r\n")
+            assert tls.recv(64).startswith(b"HTTP/1.1 ")
+    deadline, lines = time.monotonic() + 10, []
+    while time.monotonic() < deadline and not any("quote" in line or "(not printable" in line for line in lines):
+        tail = subprocess.run(["docker", "exec", ubuntu.container, "tail", "-c", f"+{before + 1}", log],
+                              capture_output=True, check=True).stdout
+        lines = tail.decode("utf-8").splitlines()  # raises if a byte is not UTF-8
+        time.sleep(0.2)
+    entries = [json.loads(line) for line in lines]
+    mine = [e for e in entries if e["user_agent"] == "(not printable ASCII)"]
+    assert mine and mine[0]["uri"] == "(not printable ASCII)", entries
+
+
 # --- Certificates -----------------------------------------------------------------
 
 def _served_cert(t, ca_file):
