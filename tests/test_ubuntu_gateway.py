@@ -250,9 +250,7 @@ def test_audit_log_stays_json_when_a_client_sends_bytes_that_are_not_utf8(ubuntu
             assert tls.recv(64).startswith(b"HTTP/1.1 ")
     deadline, lines = time.monotonic() + 10, []
     while time.monotonic() < deadline and not any("quote" in line or "(not printable" in line for line in lines):
-        tail = subprocess.run(["docker", "exec", ubuntu.container, "tail", "-c", f"+{before + 1}", log],
-                              capture_output=True, check=True).stdout
-        lines = tail.decode("utf-8").splitlines()  # raises if a byte is not UTF-8
+        lines = bench.target_exec(ubuntu, "tail", "-c", f"+{before + 1}", log).splitlines()  # UTF-8 or raises
         time.sleep(0.2)
     entries = [json.loads(line) for line in lines]
     mine = [e for e in entries if e["user_agent"] == "(not printable ASCII)"]
